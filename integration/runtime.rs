@@ -1,0 +1,303 @@
+//! The runtime: placement, throughput, tokio compatibility, JoinHandle and
+//! shutdown.
+
+mod common;
+
+use common::{runtime, watchdog};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use stop_machine::{Handle, Runtime};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[test]
+fn spawn_on_runs_on_that_workers_thread() {
+    watchdog("spawn_on", || {
+        let rt = Runtime::builder()
+            .workers(3)
+            .pin(false)
+            .thread_name("place")
+            .build()
+            .unwrap();
+        for w in 0..3 {
+            let (name, cur) = rt.block_on(async move {
+                stop_machine::spawn_on(w, async {
+                    (
+                        std::thread::current().name().unwrap().to_owned(),
+                        stop_machine::current_worker(),
+                    )
+                })
+                .await
+                .unwrap()
+            });
+            assert_eq!(name, format!("place-{w}"));
+            assert_eq!(cur, Some(w));
+        }
+    });
+}
+
+#[test]
+fn pinned_workers_run_on_their_cpu() {
+    watchdog("pinned", || {
+        let rt = Runtime::builder().build().unwrap();
+        let h = rt.handle().clone();
+        for w in 0..h.num_workers() {
+            let cpu = h.worker_cpu(w).expect("pinned by default");
+            // SAFETY: sched_getcpu has no preconditions.
+            let on = rt.block_on(async move {
+                stop_machine::spawn_on(w, async { unsafe { libc::sched_getcpu() } })
+                    .await
+                    .unwrap()
+            });
+            assert_eq!(on as usize, cpu, "worker {w}");
+        }
+    });
+}
+
+#[test]
+fn hundred_thousand_tasks_complete() {
+    watchdog("100k", || {
+        let rt = runtime(2);
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        let sum = rt.block_on(async move {
+            let handles: Vec<_> = (0..100_000u64)
+                .map(|i| {
+                    let d = d.clone();
+                    stop_machine::spawn_on((i % 2) as usize, async move {
+                        d.fetch_add(1, Ordering::Relaxed);
+                        i
+                    })
+                })
+                .collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(done.load(Ordering::Relaxed), 100_000);
+        assert_eq!(sum, (0..100_000u64).sum::<u64>());
+    });
+}
+
+#[test]
+fn tcp_echo_spread_over_workers() {
+    watchdog("tcp_echo", || {
+        let rt = runtime(2);
+        let served_on = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let n = Handle::current().num_workers();
+            let server = stop_machine::spawn(async move {
+                let mut workers = Vec::new();
+                for i in 0..8 {
+                    let (sock, _) = listener.accept().await.unwrap();
+                    let std = sock.into_std().unwrap();
+                    workers.push(stop_machine::spawn_on(i % n, async move {
+                        let sock = tokio::net::TcpStream::from_std(std).unwrap();
+                        let (r, mut w) = sock.into_split();
+                        let mut lines = BufReader::new(r).lines();
+                        while let Some(line) = lines.next_line().await.unwrap() {
+                            w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+                        }
+                        stop_machine::current_worker().unwrap()
+                    }));
+                }
+                let mut on = Vec::new();
+                for w in workers {
+                    on.push(w.await.unwrap());
+                }
+                on
+            });
+            let clients: Vec<_> = (0..8)
+                .map(|c| {
+                    stop_machine::spawn(async move {
+                        let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+                        let (r, mut w) = sock.into_split();
+                        let mut lines = BufReader::new(r).lines();
+                        for i in 0..50 {
+                            w.write_all(format!("{c}:{i}\n").as_bytes()).await.unwrap();
+                            assert_eq!(lines.next_line().await.unwrap().unwrap(), format!("{c}:{i}"));
+                        }
+                    })
+                })
+                .collect();
+            for c in clients {
+                c.await.unwrap();
+            }
+            server.await.unwrap()
+        });
+        let mut seen = served_on.clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(
+            seen,
+            vec![0, 1],
+            "connections served on both workers: {served_on:?}"
+        );
+    });
+}
+
+#[test]
+fn tokio_timers_spawn_and_sync_inside_tasks() {
+    watchdog("tokio_compat", || {
+        let rt = runtime(2);
+        let out = rt.block_on(async {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                tx.send(stop_machine::current_worker()).unwrap();
+            });
+            let start = tokio::time::Instant::now();
+            let on = rx.await.unwrap();
+            timer.await.unwrap();
+            (on, start.elapsed() >= std::time::Duration::from_millis(5))
+        });
+        assert!(out.0.is_some(), "tokio::spawn runs on a worker");
+        assert!(out.1, "the timer fired no earlier than asked");
+    });
+}
+
+#[test]
+fn join_handle_abort_panic_and_detach() {
+    watchdog("join_handle", || {
+        let rt = runtime(2);
+        rt.block_on(async {
+            let h = stop_machine::spawn(std::future::pending::<()>());
+            h.abort();
+            assert!(h.await.unwrap_err().is_cancelled());
+
+            let h = stop_machine::spawn_on(1, async { panic!("task failed") });
+            let err = h.await.unwrap_err();
+            assert!(err.is_panic());
+            assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "task failed");
+
+            // The worker that ran the panicking task still runs tasks.
+            assert_eq!(stop_machine::spawn_on(1, async { 1 }).await.unwrap(), 1);
+
+            // A dropped handle detaches: the task still runs to the end.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            drop(stop_machine::spawn_on(1, async move {
+                tokio::task::yield_now().await;
+                tx.send(7).unwrap();
+            }));
+            assert_eq!(rx.await.unwrap(), 7);
+        });
+    });
+}
+
+#[test]
+fn spawn_local_runs_non_send_futures() {
+    watchdog("spawn_local", || {
+        let rt = runtime(2);
+        let v = rt.block_on(async {
+            let here = stop_machine::current_worker();
+            stop_machine::spawn_local(async move {
+                let rc = std::rc::Rc::new(std::cell::Cell::new(1));
+                tokio::task::yield_now().await;
+                rc.set(rc.get() + 1);
+                (rc.get(), stop_machine::current_worker() == here)
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(v, (2, true));
+    });
+}
+
+#[test]
+fn shutdown_leaks_no_thread_and_no_task() {
+    watchdog("shutdown", || {
+        struct Tracked(Arc<AtomicUsize>);
+        impl Drop for Tracked {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let rt = Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .thread_name("leakcheck")
+            .build()
+            .unwrap();
+        assert_eq!(
+            common::thread_names()
+                .iter()
+                .filter(|n| n.starts_with("leakcheck"))
+                .count(),
+            2
+        );
+        let mut handles = Vec::new();
+        for i in 0..100 {
+            let t = Tracked(dropped.clone());
+            // Idle forever, in a tokio timer, queued, and tokio-spawned.
+            handles.push(rt.handle().spawn_on(i % 2, async move {
+                let _t = t;
+                if i % 3 == 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+                std::future::pending::<()>().await
+            }));
+        }
+        let t = Tracked(dropped.clone());
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let _t = t;
+                std::future::pending::<()>().await
+            });
+        });
+        drop(rt);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            101,
+            "every task's future was dropped"
+        );
+        assert_eq!(
+            common::thread_names()
+                .iter()
+                .filter(|n| n.starts_with("leakcheck"))
+                .count(),
+            0
+        );
+        for h in handles {
+            assert!(futures::executor::block_on(h).unwrap_err().is_cancelled());
+        }
+    });
+}
+
+#[test]
+fn coop_budget_forces_an_always_ready_loop_to_yield() {
+    watchdog("coop", || {
+        let rt = runtime(1);
+        let (seen_by_stop, total) = rt.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            for i in 0..10_000 {
+                tx.send(i).unwrap();
+            }
+            drop(tx);
+            let received = Arc::new(AtomicUsize::new(0));
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+            let r = received.clone();
+            assert!(stop_machine::stop_one_cpu_nowait(0, move || {
+                stop_tx.send(r.load(Ordering::SeqCst)).unwrap();
+            }));
+            // Never yields by itself: every recv is ready at once.
+            while rx.recv().await.is_some() {
+                received.fetch_add(1, Ordering::SeqCst);
+            }
+            (stop_rx.recv().unwrap(), received.load(Ordering::SeqCst))
+        });
+        assert_eq!(total, 10_000);
+        assert!(
+            seen_by_stop < 10_000,
+            "the stop ran at a forced yield, not after the loop ({seen_by_stop})"
+        );
+    });
+}
+
+#[test]
+fn handle_current_outside_a_runtime() {
+    assert!(Handle::try_current().is_err());
+    assert_eq!(stop_machine::current_worker(), None);
+}

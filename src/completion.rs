@@ -1,0 +1,106 @@
+//! Completion counting for stop works, the kernel's `cpu_stop_done`.
+
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{Mutex, lock};
+use futures::task::AtomicWaker;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Counts the stop works still to run and wakes the waiter when the last one
+/// signals.
+///
+/// Shared by the works of one stop request, possibly on many workers. Work
+/// that must happen exactly once when the stop ends (releasing claimed
+/// workers, the serialization lock) is attached with [`on_complete`] and runs
+/// on the thread of the last signaller, before the waiter is woken, so the
+/// waiter never observes a half-finished stop.
+///
+/// [`on_complete`]: Completion::on_complete
+pub(crate) struct Completion {
+    todo: AtomicUsize,
+    // Set after the finishers ran: what waiters test, so that they never
+    // see the count at zero while a claimed worker is still held.
+    finished: AtomicBool,
+    waker: AtomicWaker,
+    finish: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Completion {
+    pub(crate) fn new(todo: usize) -> Completion {
+        Completion {
+            todo: AtomicUsize::new(todo),
+            finished: AtomicBool::new(todo == 0),
+            waker: AtomicWaker::new(),
+            finish: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds `n` more works to wait for; used while queueing, before any of
+    /// them can have signalled.
+    pub(crate) fn add(&self, n: usize) {
+        self.todo.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Runs `f` when the count reaches zero (at once if it already has).
+    pub(crate) fn on_complete(&self, f: impl FnOnce() + Send + 'static) {
+        let mut finish = lock(&self.finish);
+        if self.todo.load(Ordering::Acquire) == 0 {
+            drop(finish);
+            f();
+        } else {
+            finish.push(Box::new(f));
+        }
+    }
+
+    /// One work is done; the last one runs the finishers and wakes the waiter.
+    pub(crate) fn signal(&self) {
+        self.signal_n(1);
+    }
+
+    /// `n` works are done at once (e.g. they could not be queued).
+    pub(crate) fn signal_n(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.todo.fetch_sub(n, Ordering::AcqRel) == n {
+            let finish = std::mem::take(&mut *lock(&self.finish));
+            for f in finish {
+                f();
+            }
+            self.finished.store(true, Ordering::Release);
+            self.waker.wake();
+        }
+    }
+
+    /// Whether every work has signalled.
+    pub(crate) fn is_done(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Resolves once every work has signalled.
+    pub(crate) fn wait(&self) -> Wait<'_> {
+        Wait { done: self }
+    }
+}
+
+/// The future of [`Completion::wait`].
+pub(crate) struct Wait<'a> {
+    done: &'a Completion,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done.is_done() {
+            return Poll::Ready(());
+        }
+        self.done.waker.register(cx.waker());
+        if self.done.is_done() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}

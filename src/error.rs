@@ -1,0 +1,216 @@
+//! The errors a stop or a task can end with.
+
+use std::any::Any;
+use std::fmt;
+
+/// Why a stop did not run its function to completion everywhere it asked.
+///
+/// Each variant mirrors an errno of the kernel's stop_machine where one
+/// exists; the runtime keeps working after any of them.
+///
+/// # Examples
+///
+/// ```
+/// use stop_machine::{Runtime, StopError};
+///
+/// let rt = Runtime::builder().workers(2).pin(false).build().unwrap();
+/// let err = rt.block_on(async { stop_machine::stop_one_cpu(99, || ()).await });
+/// assert_eq!(err, Err(StopError::InvalidWorker));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopError {
+    /// A worker id is not below [`Handle::num_workers`](crate::Handle::num_workers).
+    InvalidWorker,
+    /// The mask of workers to stop was empty.
+    EmptyMask,
+    /// The function did not run because its worker (or every worker in the
+    /// mask) is offline: the kernel's `-ENOENT`.
+    Offline,
+    /// Another stop holds the facility and the caller asked not to wait:
+    /// the kernel's `-EAGAIN`.
+    Busy,
+    /// The stop function panicked; the payload's message. Every worker still
+    /// left the stop and went back to its tasks.
+    Panicked(String),
+    /// A stop was requested from inside a stop function, which would wait on
+    /// itself; the kernel would deadlock here, we refuse.
+    Nested,
+    /// The runtime is shutting down or gone.
+    Shutdown,
+}
+
+impl fmt::Display for StopError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopError::InvalidWorker => f.write_str("no such worker"),
+            StopError::EmptyMask => f.write_str("empty worker mask"),
+            StopError::Offline => f.write_str("worker offline"),
+            StopError::Busy => f.write_str("another stop is in progress"),
+            StopError::Panicked(msg) => write!(f, "stop function panicked: {msg}"),
+            StopError::Nested => f.write_str("stop requested from inside a stop function"),
+            StopError::Shutdown => f.write_str("runtime is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for StopError {}
+
+/// Why a task did not produce its value: it was cancelled or it panicked.
+///
+/// # Examples
+///
+/// ```
+/// use stop_machine::Runtime;
+///
+/// let rt = Runtime::builder().workers(1).pin(false).build().unwrap();
+/// let err = rt
+///     .block_on(async { stop_machine::spawn(async { panic!("boom") }).await })
+///     .unwrap_err();
+/// assert!(err.is_panic());
+/// ```
+pub struct JoinError {
+    id: u64,
+    repr: Repr,
+}
+
+enum Repr {
+    Cancelled,
+    // A Mutex makes the payload Sync, so `JoinError` fits `Box<dyn Error + Send + Sync>`.
+    Panic(std::sync::Mutex<Box<dyn Any + Send + 'static>>),
+}
+
+impl JoinError {
+    pub(crate) fn cancelled(id: u64) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Cancelled,
+        }
+    }
+
+    pub(crate) fn panic(id: u64, payload: Box<dyn Any + Send + 'static>) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Panic(std::sync::Mutex::new(payload)),
+        }
+    }
+
+    /// True when the task was aborted or dropped by runtime shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stop_machine::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// let err = rt.block_on(async {
+    ///     let h = stop_machine::spawn(std::future::pending::<()>());
+    ///     h.abort();
+    ///     h.await.unwrap_err()
+    /// });
+    /// assert!(err.is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// True when the task panicked.
+    ///
+    /// # Examples
+    ///
+    /// See [`JoinError`].
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The id of the task that failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stop_machine::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// let err = rt.block_on(async { stop_machine::spawn(async { panic!() }).await }).unwrap_err();
+    /// assert!(err.id() > 0);
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The panic payload, to resume the panic with `std::panic::resume_unwind`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the task was cancelled rather than panicking; see
+    /// [`try_into_panic`](Self::try_into_panic).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stop_machine::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// let err = rt.block_on(async { stop_machine::spawn(async { panic!("boom") }).await }).unwrap_err();
+    /// assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "boom");
+    /// ```
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic().expect("`JoinError` reason is not a panic")
+    }
+
+    /// The panic payload, or the error back when the task was cancelled.
+    ///
+    /// # Errors
+    ///
+    /// Returns `Err(self)` when the task was cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stop_machine::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// let err = rt.block_on(async { stop_machine::spawn(async { panic!("boom") }).await }).unwrap_err();
+    /// assert!(err.try_into_panic().is_ok());
+    /// ```
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panic(p) => Ok(p.into_inner().unwrap_or_else(|e| e.into_inner())),
+            Repr::Cancelled => Err(self),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
+            Repr::Panic(p) => {
+                let msg = panic_message(&**crate::sync::lock(p));
+                write!(f, "task {} panicked with message {msg:?}", self.id)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "JoinError::Cancelled({})", self.id),
+            Repr::Panic(_) => write!(f, "JoinError::Panic({}, ...)", self.id),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// The message of a panic payload, as `std` would print it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}

@@ -1,0 +1,37 @@
+//! The Linux kernel's `stop_machine` for async Rust.
+//!
+//! A worker-per-CPU runtime on tokio (each worker an OS thread pinned to its
+//! CPU, running a tokio `current_thread` runtime as its I/O and timer
+//! driver) whose workers each have a *stopper*: a lane of the highest
+//! priority. Work queued to it runs before the worker's next task poll and
+//! monopolizes the worker. On top of the stoppers sit the kernel's
+//! primitives, as futures: [`stop_one_cpu`], [`stop_one_cpu_nowait`] and the
+//! multi-worker stops.
+//!
+//! ```
+//! use stop_machine::Runtime;
+//!
+//! let rt = Runtime::builder().workers(2).pin(false).build().unwrap();
+//! let answer = rt.block_on(async {
+//!     // Runs on worker 1 before any other task there, and alone.
+//!     stop_machine::stop_one_cpu(1, || 42).await
+//! });
+//! assert_eq!(answer, Ok(42));
+//! ```
+#![warn(missing_docs)]
+
+mod completion;
+pub mod cpumask;
+mod error;
+mod runtime;
+mod stop_one;
+mod stopper;
+mod sync;
+
+pub use cpumask::CpuMask;
+pub use error::{JoinError, StopError};
+pub use runtime::builder::Builder;
+pub use runtime::handle::{Handle, TryCurrentError, current_worker, spawn, spawn_local, spawn_on};
+pub use runtime::runtime::Runtime;
+pub use runtime::task::JoinHandle;
+pub use stop_one::{stop_one_cpu, stop_one_cpu_nowait};

@@ -1,0 +1,209 @@
+//! Configuring and starting a runtime.
+
+use super::handle::{Handle, Shared};
+use super::runtime::Runtime;
+use super::worker::Worker;
+use super::{affinity, scheduler};
+use crate::sync::Arc;
+use std::io;
+
+/// The settings every worker reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) event_interval: u32,
+}
+
+/// Builds a [`Runtime`] with custom settings, in the manner of
+/// `tokio::runtime::Builder`.
+///
+/// # Examples
+///
+/// ```
+/// use stop_machine::Runtime;
+///
+/// let rt = Runtime::builder()
+///     .workers(2)
+///     .pin(false)
+///     .thread_name("app-worker")
+///     .event_interval(61)
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.handle().num_workers(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    workers: Option<usize>,
+    pin: bool,
+    thread_name: String,
+    event_interval: u32,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// One pinned worker per CPU of the process's affinity mask, threads
+    /// named `stop-machine-worker-N`, 61 task polls between driver turns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().build().unwrap();
+    /// assert!(rt.handle().num_workers() >= 1);
+    /// ```
+    pub fn new() -> Builder {
+        Builder {
+            workers: None,
+            pin: true,
+            thread_name: "stop-machine-worker".into(),
+            event_interval: 61,
+        }
+    }
+
+    /// Runs `n` workers. With more workers than allowed CPUs, workers share
+    /// CPUs round-robin when pinned.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().workers(3).pin(false).build().unwrap();
+    /// assert_eq!(rt.handle().num_workers(), 3);
+    /// ```
+    pub fn workers(&mut self, n: usize) -> &mut Builder {
+        assert!(n > 0, "a runtime needs at least one worker");
+        self.workers = Some(n);
+        self
+    }
+
+    /// Whether each worker pins its thread to its CPU (default `true`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().workers(1).pin(false).build().unwrap();
+    /// assert_eq!(rt.handle().worker_cpu(0), None);
+    /// ```
+    pub fn pin(&mut self, pin: bool) -> &mut Builder {
+        self.pin = pin;
+        self
+    }
+
+    /// The worker threads' name prefix; worker `i` is named `{name}-{i}`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().workers(1).pin(false).thread_name("db").build().unwrap();
+    /// let name = rt.block_on(async { std::thread::current().name().unwrap().to_owned() });
+    /// assert_eq!(name, "db-0");
+    /// ```
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Builder {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Task polls between two turns of a worker's I/O and timer driver
+    /// (default 61, as tokio's). Lower favours I/O latency, higher favours
+    /// task throughput.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().workers(1).pin(false).event_interval(31).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn event_interval(&mut self, n: u32) -> &mut Builder {
+        assert!(n > 0, "event_interval must be at least 1");
+        self.event_interval = n;
+        self
+    }
+
+    /// Starts the workers and waits until each runs.
+    ///
+    /// # Errors
+    ///
+    /// The OS's error when the affinity mask cannot be read, a thread cannot
+    /// be spawned or pinned, or a worker's tokio driver cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().workers(2).pin(false).build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn build(&self) -> io::Result<Runtime> {
+        let allowed = affinity::allowed_cpus()?;
+        if allowed.is_empty() {
+            return Err(io::Error::other("the affinity mask allows no CPU"));
+        }
+        let n = self.workers.unwrap_or(allowed.len());
+        let workers: Vec<Arc<Worker>> = (0..n)
+            .map(|i| Arc::new(Worker::new(i, self.pin.then(|| allowed[i % allowed.len()]))))
+            .collect();
+        let handle = Handle {
+            shared: Arc::new(Shared::new(
+                workers,
+                Config {
+                    event_interval: self.event_interval,
+                },
+            )),
+        };
+        let mut threads = Vec::with_capacity(n);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+        for worker in handle.shared.workers.iter() {
+            let (h, worker, ready) = (handle.clone(), worker.clone(), ready_tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-{}", self.thread_name, worker.index))
+                .spawn(move || {
+                    let started = worker
+                        .cpu
+                        .map_or(Ok(()), affinity::pin_current_thread)
+                        .and_then(|()| scheduler::driver(&worker, h.shared.config.event_interval));
+                    match started {
+                        Ok(rt) => {
+                            let _ = ready.send(Ok(()));
+                            scheduler::run(h, worker, rt);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    Runtime::from_parts(handle, threads).shut_down();
+                    return Err(e);
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut failed = None;
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                Err(_) => failed = failed.or(Some(io::Error::other("a worker thread died while starting"))),
+            }
+        }
+        let rt = Runtime::from_parts(handle, threads);
+        match failed {
+            None => Ok(rt),
+            Some(e) => {
+                rt.shut_down();
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! What the current thread is: one of our workers (and which), inside a
+//! stop function, or neither.
+
+use super::handle::Handle;
+use super::task::TaskInfo;
+use super::worker::Worker;
+use async_task::Runnable;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// The worker-thread-only half of a worker: its local run queue.
+pub(crate) struct LocalWorker {
+    pub(crate) handle: Handle,
+    pub(crate) worker: Arc<Worker>,
+    pub(crate) queue: RefCell<VecDeque<Runnable<TaskInfo>>>,
+    /// True while the scheduler tick runs: a task woken then is picked up by
+    /// the same tick, so scheduling it needs no wake-up of the loop.
+    pub(crate) in_tick: Cell<bool>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<LocalWorker>>> = const { RefCell::new(None) };
+    static IN_STOPPER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes the current thread a worker (or, with `None`, no longer one).
+pub(crate) fn set(local: Option<Rc<LocalWorker>>) {
+    CURRENT.with(|c| *c.borrow_mut() = local);
+}
+
+/// Calls `f` with the current worker, if this thread is one.
+pub(crate) fn with<R>(f: impl FnOnce(Option<&LocalWorker>) -> R) -> R {
+    match CURRENT.try_with(|c| c.borrow().clone()) {
+        Ok(Some(local)) => f(Some(&local)),
+        _ => f(None),
+    }
+}
+
+/// The current worker's runtime handle and index.
+pub(crate) fn current() -> Option<(Handle, usize)> {
+    with(|l| l.map(|l| (l.handle.clone(), l.worker.index)))
+}
+
+/// Whether this thread is running a stop function right now.
+pub(crate) fn in_stopper() -> bool {
+    IN_STOPPER.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Marks the current thread as running stop works until dropped.
+pub(crate) struct StopperGuard {
+    was: bool,
+}
+
+impl StopperGuard {
+    pub(crate) fn enter() -> StopperGuard {
+        StopperGuard {
+            was: IN_STOPPER.with(|c| c.replace(true)),
+        }
+    }
+}
+
+impl Drop for StopperGuard {
+    fn drop(&mut self) {
+        IN_STOPPER.with(|c| c.set(self.was));
+    }
+}

@@ -1,0 +1,183 @@
+//! A worker's thread: a tokio `current_thread` runtime as its I/O and timer
+//! driver, and our scheduler loop running as one tokio task on it.
+//!
+//! The loop is a tokio task, not the `block_on` future, because tokio wakes
+//! its own tasks from the driver's thread without a syscall, whereas a
+//! `block_on` wake-up always writes the driver's eventfd.
+
+use super::context::{self, LocalWorker};
+use super::handle::Handle;
+use super::worker::Worker;
+use crate::sync::Arc;
+use crate::sync::atomic::Ordering;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+/// Builds the worker's tokio driver runtime with the park hooks that make
+/// the idle-claim handshake work.
+pub(crate) fn driver(worker: &Arc<Worker>, event_interval: u32) -> std::io::Result<tokio::runtime::Runtime> {
+    let on_park = worker.clone();
+    let on_unpark = worker.clone();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .event_interval(event_interval)
+        .on_thread_park(move || on_park.before_park())
+        .on_thread_unpark(move || on_unpark.after_unpark())
+        .build()
+}
+
+/// The body of a worker thread, from its first tick to its last drop.
+pub(crate) fn run(handle: Handle, worker: Arc<Worker>, rt: tokio::runtime::Runtime) {
+    let _ = worker.thread.set(std::thread::current());
+    let event_interval = handle.shared.config.event_interval;
+    context::set(Some(Rc::new(LocalWorker {
+        handle,
+        worker: worker.clone(),
+        queue: RefCell::new(VecDeque::new()),
+        in_tick: Cell::new(false),
+    })));
+    let looping = WorkerLoop {
+        worker: worker.clone(),
+        event_interval,
+    };
+    rt.block_on(async move {
+        // The loop only ends by returning; a panic in it is a bug of ours
+        // and ends the worker, which the join in `Runtime::drop` reports.
+        let _ = tokio::spawn(looping).await;
+    });
+    // Tasks spawned with `tokio::spawn` are dropped here, on this thread.
+    drop(rt);
+    context::set(None);
+}
+
+/// The scheduler: runs up to `event_interval` task polls per tick, checking
+/// the stopper before each, then yields to tokio so it turns the driver.
+struct WorkerLoop {
+    worker: Arc<Worker>,
+    event_interval: u32,
+}
+
+/// What the stopper's slow path tells the loop.
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl Future for WorkerLoop {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let worker = &self.worker;
+        worker.begin_tick(cx.waker());
+        context::with(|local| {
+            let local = local.expect("scheduler loop off its worker thread");
+            local.in_tick.set(true);
+            let out = self.tick(local, cx);
+            local.in_tick.set(false);
+            out
+        })
+    }
+}
+
+impl WorkerLoop {
+    fn tick(&self, local: &LocalWorker, cx: &mut Context<'_>) -> Poll<()> {
+        let worker = &*self.worker;
+        worker.take_remote(&mut local.queue.borrow_mut());
+        let mut polls = 0;
+        loop {
+            if worker.stopper.is_pending() {
+                if let Flow::Exit = service(worker) {
+                    shut_down(worker, local);
+                    return Poll::Ready(());
+                }
+            }
+            if polls == self.event_interval || !tokio::task::coop::has_budget_remaining() {
+                yield_to_driver(cx);
+                return Poll::Pending;
+            }
+            let next = local.queue.borrow_mut().pop_front();
+            let runnable = match next {
+                Some(r) => r,
+                None if worker.has_remote() => {
+                    worker.take_remote(&mut local.queue.borrow_mut());
+                    continue;
+                }
+                // Idle: anything scheduled from now on notifies the loop.
+                None => return Poll::Pending,
+            };
+            worker
+                .current_task
+                .store(runnable.metadata().id, Ordering::Relaxed);
+            runnable.run();
+            worker.current_task.store(0, Ordering::Relaxed);
+            polls += 1;
+        }
+    }
+}
+
+/// Lets tokio turn the driver (zero timeout) before polling the loop again:
+/// `yield_now` defers the wake-up until after the driver turn.
+fn yield_to_driver(cx: &mut Context<'_>) {
+    let yielded = pin!(tokio::task::yield_now());
+    let _ = yielded.poll(cx);
+}
+
+/// The stopper's slow path: run the queued stop works, then act on hotplug
+/// and shutdown requests.
+fn service(worker: &Worker) -> Flow {
+    run_stop_works(worker);
+    if worker.shutdown.load(Ordering::SeqCst) {
+        return Flow::Exit;
+    }
+    if worker.want_offline.load(Ordering::SeqCst) {
+        go_offline(worker);
+        if worker.shutdown.load(Ordering::SeqCst) {
+            return Flow::Exit;
+        }
+    }
+    Flow::Continue
+}
+
+/// Runs every stop work queued to `worker`, marked as a stopper context.
+pub(crate) fn run_stop_works(worker: &Worker) {
+    let _stopper = context::StopperGuard::enter();
+    worker.stopper.run_pending(|_| {});
+}
+
+/// Hotplug: the stopper is already disabled; flush what was queued before
+/// that, acknowledge, and sleep until brought back online or shut down. No
+/// task and no driver turn happens meanwhile: the thread is the stopped CPU.
+fn go_offline(worker: &Worker) {
+    // Works queued before the stopper was disabled are visible now.
+    run_stop_works(worker);
+    if let Some(ack) = crate::sync::lock(&worker.offline_ack).take() {
+        ack.signal();
+    }
+    worker.blocking(|| {
+        while worker.want_offline.load(Ordering::SeqCst) && !worker.shutdown.load(Ordering::SeqCst) {
+            std::thread::park();
+        }
+    });
+}
+
+/// Drops every task of this worker on its own thread, the live ones woken
+/// out of wherever they wait, and flushes the stopper so that no stop that
+/// counted on this worker waits forever.
+fn shut_down(worker: &Worker, local: &LocalWorker) {
+    run_stop_works(worker);
+    worker.close_registry();
+    loop {
+        worker.take_remote(&mut local.queue.borrow_mut());
+        let next = local.queue.borrow_mut().pop_front();
+        match next {
+            // Dropping may wake other tasks: the queue must not be borrowed.
+            Some(runnable) => drop(runnable),
+            None => break,
+        }
+    }
+    run_stop_works(worker);
+}

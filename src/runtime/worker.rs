@@ -1,0 +1,238 @@
+//! A worker: one OS thread, its run queues, its stopper, and the handshake
+//! that lets a stop count it as stopped while it sleeps in its driver.
+
+use super::context;
+use super::task::TaskInfo;
+use crate::completion::Completion;
+use crate::stopper::Stopper;
+use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use crate::sync::{Arc, Mutex, lock};
+use async_task::Runnable;
+use crossbeam_utils::Backoff;
+use futures::task::AtomicWaker;
+use std::collections::{HashMap, VecDeque};
+use std::sync::OnceLock;
+use std::task::Waker;
+use std::thread::Thread;
+
+/// The worker runs (tasks, stop works, or is between them).
+const RUNNING: u8 = 0;
+/// The worker sleeps in its tokio driver (from `on_thread_park`).
+const PARKED: u8 = 1;
+/// A stop counts the parked worker as stopped; it must not run anything,
+/// not even turn its driver again, until the stop releases it.
+const CLAIMED: u8 = 2;
+
+/// The tasks that live on a worker, so that shutdown can drop every one of
+/// them, idle ones included, on the worker's own thread.
+struct Registry {
+    closed: bool,
+    tasks: HashMap<u64, Waker>,
+}
+
+/// The state of one worker shared with every other thread.
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    /// The OS CPU the worker is pinned to, if any.
+    pub(crate) cpu: Option<usize>,
+    pub(crate) stopper: Stopper,
+    remote: Mutex<VecDeque<Runnable<TaskInfo>>>,
+    /// Set by whoever wakes the scheduler loop, cleared by the loop before
+    /// it drains its queues: one wake-up per tick at most.
+    notified: AtomicBool,
+    waker: AtomicWaker,
+    park: AtomicU8,
+    /// The thread is blocked in a stop call or offline and must be
+    /// unparked, not just notified, when work arrives.
+    blocking: AtomicBool,
+    pub(crate) thread: OnceLock<Thread>,
+    pub(crate) shutdown: AtomicBool,
+    /// Hotplug: the worker should go (or stay) offline.
+    pub(crate) want_offline: AtomicBool,
+    /// Signalled once the worker has flushed its stopper and gone offline.
+    pub(crate) offline_ack: Mutex<Option<Arc<Completion>>>,
+    registry: Mutex<Registry>,
+    /// The id of the task being polled, 0 when none: names the culprit when
+    /// a stop waits for this worker.
+    pub(crate) current_task: AtomicU64,
+}
+
+impl Worker {
+    pub(crate) fn new(index: usize, cpu: Option<usize>) -> Worker {
+        Worker {
+            index,
+            cpu,
+            stopper: Stopper::new(),
+            remote: Mutex::new(VecDeque::new()),
+            notified: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            park: AtomicU8::new(RUNNING),
+            blocking: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            shutdown: AtomicBool::new(false),
+            want_offline: AtomicBool::new(false),
+            offline_ack: Mutex::new(None),
+            registry: Mutex::new(Registry {
+                closed: false,
+                tasks: HashMap::new(),
+            }),
+            current_task: AtomicU64::new(0),
+        }
+    }
+
+    /// Where a task's waker sends it: the local queue when woken on this
+    /// worker's thread, the remote queue (and a wake-up) otherwise.
+    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable<TaskInfo>) {
+        let runnable = context::with(|local| match local {
+            Some(local) if Arc::ptr_eq(&local.worker, self) => {
+                local.queue.borrow_mut().push_back(runnable);
+                if !local.in_tick.get() {
+                    self.notify();
+                }
+                None
+            }
+            _ => Some(runnable),
+        });
+        if let Some(runnable) = runnable {
+            lock(&self.remote).push_back(runnable);
+            self.notify();
+        }
+    }
+
+    /// Registers a freshly spawned task and schedules it, or drops it at
+    /// once when the worker has shut down (its handle then reports
+    /// cancellation).
+    pub(crate) fn adopt(self: &Arc<Self>, id: u64, runnable: Runnable<TaskInfo>) {
+        let mut registry = lock(&self.registry);
+        if registry.closed {
+            drop(registry);
+            drop(runnable);
+            return;
+        }
+        registry.tasks.insert(id, runnable.waker());
+        drop(registry);
+        runnable.schedule();
+    }
+
+    pub(crate) fn forget_task(&self, id: u64) {
+        lock(&self.registry).tasks.remove(&id);
+    }
+
+    /// Closes the registry and wakes every live task, so that the caller's
+    /// drain of the queues drops them all.
+    pub(crate) fn close_registry(&self) {
+        let tasks = {
+            let mut registry = lock(&self.registry);
+            registry.closed = true;
+            std::mem::take(&mut registry.tasks)
+        };
+        for waker in tasks.into_values() {
+            waker.wake();
+        }
+    }
+
+    /// Moves every remotely scheduled task to the local queue.
+    pub(crate) fn take_remote(&self, local: &mut VecDeque<Runnable<TaskInfo>>) {
+        let mut remote = lock(&self.remote);
+        if local.is_empty() {
+            std::mem::swap(&mut *remote, local);
+        } else {
+            local.extend(remote.drain(..));
+        }
+    }
+
+    /// Whether work for this worker's scheduler is queued remotely.
+    pub(crate) fn has_remote(&self) -> bool {
+        !lock(&self.remote).is_empty()
+    }
+
+    /// Called by the scheduler loop at the start of each tick.
+    pub(crate) fn begin_tick(&self, waker: &Waker) {
+        self.waker.register(waker);
+        self.notified.store(false, Ordering::SeqCst);
+    }
+
+    /// Makes sure the worker looks at its queues and stopper soon.
+    pub(crate) fn notify(&self) {
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+        if self.blocking.load(Ordering::SeqCst) {
+            self.unpark_thread();
+        }
+    }
+
+    pub(crate) fn unpark_thread(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// Runs `wait` with the thread marked as blocking, so that `notify`
+    /// unparks it; `wait` must re-check its condition before each park.
+    pub(crate) fn blocking<R>(&self, wait: impl FnOnce() -> R) -> R {
+        struct Unmark<'a>(&'a AtomicBool);
+        impl Drop for Unmark<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        self.blocking.store(true, Ordering::SeqCst);
+        let _unmark = Unmark(&self.blocking);
+        wait()
+    }
+
+    /// tokio's `on_thread_park`: the worker is about to sleep in its driver.
+    pub(crate) fn before_park(&self) {
+        self.park.store(PARKED, Ordering::SeqCst);
+    }
+
+    /// tokio's `on_thread_unpark`: runs after the driver returns and before
+    /// any task; a claimed worker waits here until its stop is over.
+    pub(crate) fn after_unpark(&self) {
+        let backoff = Backoff::new();
+        loop {
+            match self
+                .park
+                .compare_exchange(PARKED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) | Err(RUNNING) => return,
+                Err(_claimed) => {
+                    if backoff.is_completed() {
+                        std::thread::park();
+                    } else {
+                        backoff.snooze();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts the worker as stopped without waking it, if it sleeps in its
+    /// driver with no stop work queued. The queue is checked under the
+    /// stopper's lock so that a work queued concurrently either prevents the
+    /// claim or is queued after it (and then runs after the stop).
+    pub(crate) fn try_claim(&self) -> bool {
+        self.stopper
+            .if_idle(|| {
+                self.park
+                    .compare_exchange(PARKED, CLAIMED, Ordering::SeqCst, Ordering::SeqCst)
+                    .ok()
+            })
+            .is_some()
+    }
+
+    /// Ends a claim: the worker may run again.
+    pub(crate) fn release(&self) {
+        let was = self
+            .park
+            .compare_exchange(CLAIMED, PARKED, Ordering::SeqCst, Ordering::SeqCst);
+        debug_assert!(was.is_ok(), "released a worker that was not claimed");
+        self.unpark_thread();
+    }
+
+    /// Whether the worker is online (its stopper takes works).
+    pub(crate) fn is_online(&self) -> bool {
+        self.stopper.is_enabled()
+    }
+}
