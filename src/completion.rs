@@ -36,12 +36,6 @@ impl Completion {
         }
     }
 
-    /// Adds `n` more works to wait for; used while queueing, before any of
-    /// them can have signalled.
-    pub(crate) fn add(&self, n: usize) {
-        self.todo.fetch_add(n, Ordering::Relaxed);
-    }
-
     /// Runs `f` when the count reaches zero (at once if it already has).
     pub(crate) fn on_complete(&self, f: impl FnOnce() + Send + 'static) {
         let mut finish = lock(&self.finish);

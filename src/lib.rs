@@ -20,18 +20,30 @@
 //! ```
 #![warn(missing_docs)]
 
+mod blocking;
 mod completion;
 pub mod cpumask;
 mod error;
+mod hotplug;
+mod multi_stop;
 mod runtime;
+mod stop_core;
+mod stop_cpus;
+mod stop_machine;
 mod stop_one;
 mod stopper;
 mod sync;
+pub mod topology;
 
-pub use cpumask::CpuMask;
+pub use cpumask::{CpuMask, ParseCpuMaskError};
 pub use error::{JoinError, StopError};
 pub use runtime::builder::Builder;
 pub use runtime::handle::{Handle, TryCurrentError, current_worker, spawn, spawn_local, spawn_on};
 pub use runtime::runtime::Runtime;
 pub use runtime::task::JoinHandle;
+pub use stop_core::stop_core;
+pub use stop_cpus::{stop_cpus, try_stop_cpus};
+pub use stop_machine::{stop_machine, stop_machine_blocking, stop_two_cpus};
 pub use stop_one::{stop_one_cpu, stop_one_cpu_nowait};
+pub use stopper::{RunningStop, StopperInfo};
+pub use topology::{Pu, Topology, WorkerPlacement};

@@ -2,7 +2,6 @@
 
 use crate::completion::Completion;
 use crate::error::{StopError, panic_message};
-use crate::runtime::context;
 use crate::runtime::handle::Handle;
 use crate::stopper::{Refused, StopWork};
 use crate::sync::{Arc, Mutex, lock};
@@ -64,9 +63,7 @@ impl Handle {
         let caller = Location::caller();
         let handle = self.clone();
         async move {
-            if context::in_stopper() {
-                return Err(StopError::Nested);
-            }
+            handle.check()?;
             let target = handle.worker(worker)?;
             let done = Arc::new(Completion::new(1));
             let slot: Arc<Mutex<Option<Result<R, StopError>>>> = Arc::new(Mutex::new(None));

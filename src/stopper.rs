@@ -53,6 +53,55 @@ pub(crate) struct Stopper {
     /// Set while works are queued: the one atomic load on the poll fast path.
     pending: AtomicBool,
     inner: Mutex<Inner>,
+    /// The work running now, for [`StopperInfo`].
+    running: Mutex<Option<RunningStop>>,
+}
+
+/// The stop work a worker's stopper is running.
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
+/// let h = rt.handle().clone();
+/// let seen = rt.handle().stopper_info(0).unwrap().running;
+/// assert!(seen.is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningStop {
+    /// The primitive that queued it: `"stop_machine"`, `"stop_cpus"`, ...
+    pub kind: &'static str,
+    /// Where in the caller's source the stop was requested.
+    pub caller: &'static Location<'static>,
+}
+
+/// What a worker's stopper is doing: the kernel's `print_stop_info`.
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+/// let info = rt.handle().stopper_info(1).unwrap();
+/// assert!(info.online);
+/// assert_eq!(info.queued, 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopperInfo {
+    /// The worker.
+    pub worker: usize,
+    /// Whether it is online (takes stop works).
+    pub online: bool,
+    /// Whether it sleeps in its driver (or is held there by a stop).
+    pub idle: bool,
+    /// The stop work it runs right now, if any.
+    pub running: Option<RunningStop>,
+    /// The task it is polling, if any: its id and where it was spawned. A
+    /// stop waiting on this worker waits for this poll to return.
+    pub polling: Option<(u64, &'static Location<'static>)>,
+    /// Stop works queued behind it.
+    pub queued: usize,
+    /// How often it has woken from its driver since the runtime started.
+    pub wakeups: u64,
 }
 
 impl Stopper {
@@ -64,6 +113,7 @@ impl Stopper {
                 closed: false,
                 works: VecDeque::new(),
             }),
+            running: Mutex::new(None),
         }
     }
 
@@ -134,10 +184,24 @@ impl Stopper {
     }
 
     /// Runs every queued work, in order, on the calling thread.
-    pub(crate) fn run_pending(&self, mut before_each: impl FnMut(&StopWork)) {
+    pub(crate) fn run_pending(&self) {
         while let Some(work) = self.pop() {
-            before_each(&work);
+            *lock(&self.running) = Some(RunningStop {
+                kind: work.kind,
+                caller: work.caller,
+            });
             (work.run)();
+            *lock(&self.running) = None;
         }
+    }
+
+    /// The work running now.
+    pub(crate) fn running(&self) -> Option<RunningStop> {
+        *lock(&self.running)
+    }
+
+    /// How many works wait.
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.inner).works.len()
     }
 }

@@ -2,9 +2,11 @@
 
 use super::handle::{Handle, Shared};
 use super::runtime::Runtime;
+use super::scheduler;
 use super::worker::Worker;
-use super::{affinity, scheduler};
+use crate::cpumask::CpuMask;
 use crate::sync::Arc;
+use crate::topology::{self, Topology, WorkerPlacement};
 use std::io;
 
 /// The settings every worker reads.
@@ -36,6 +38,8 @@ pub struct Builder {
     pin: bool,
     thread_name: String,
     event_interval: u32,
+    cpus: Option<CpuMask>,
+    per_core: bool,
 }
 
 impl Default for Builder {
@@ -60,6 +64,8 @@ impl Builder {
             pin: true,
             thread_name: "stop-machine-worker".into(),
             event_interval: 61,
+            cpus: None,
+            per_core: false,
         }
     }
 
@@ -129,12 +135,46 @@ impl Builder {
         self
     }
 
+    /// Uses only these OS CPUs (intersected with the affinity mask): one
+    /// worker per CPU unless [`workers`](Builder::workers) says otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stop_machine::CpuMask;
+    ///
+    /// let rt = stop_machine::Builder::new().cpus(CpuMask::of(0)).build().unwrap();
+    /// assert_eq!(rt.handle().num_workers(), 1);
+    /// assert_eq!(rt.handle().worker_cpu(0), Some(0));
+    /// ```
+    pub fn cpus(&mut self, os_cpus: CpuMask) -> &mut Builder {
+        self.cpus = Some(os_cpus);
+        self
+    }
+
+    /// One worker per physical core (its first hardware thread) instead of
+    /// one per hardware thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().per_core().build().unwrap();
+    /// let topo = rt.handle().topology();
+    /// assert_eq!(rt.handle().num_workers(), topo.topology().num_cores());
+    /// ```
+    pub fn per_core(&mut self) -> &mut Builder {
+        self.per_core = true;
+        self
+    }
+
     /// Starts the workers and waits until each runs.
     ///
     /// # Errors
     ///
-    /// The OS's error when the affinity mask cannot be read, a thread cannot
-    /// be spawned or pinned, or a worker's tokio driver cannot be created.
+    /// The OS's error when the topology or affinity mask cannot be read, a
+    /// thread cannot be spawned or pinned, or a worker's tokio driver cannot
+    /// be created; `InvalidInput` when [`cpus`](Builder::cpus) leaves no
+    /// allowed CPU.
     ///
     /// # Examples
     ///
@@ -143,21 +183,35 @@ impl Builder {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn build(&self) -> io::Result<Runtime> {
-        let allowed = affinity::allowed_cpus()?;
-        if allowed.is_empty() {
-            return Err(io::Error::other("the affinity mask allows no CPU"));
+        let machine = Topology::detect()?;
+        let mut cpus = match &self.cpus {
+            Some(mask) => mask & &machine.os_cpus(),
+            None => machine.os_cpus(),
+        };
+        if self.per_core {
+            cpus = machine.restrict(&cpus).one_per_core();
         }
-        let n = self.workers.unwrap_or(allowed.len());
-        let workers: Vec<Arc<Worker>> = (0..n)
-            .map(|i| Arc::new(Worker::new(i, self.pin.then(|| allowed[i % allowed.len()]))))
+        let cpus: Vec<usize> = cpus.iter().collect();
+        if cpus.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no allowed CPU to run workers on",
+            ));
+        }
+        let n = self.workers.unwrap_or(cpus.len());
+        let worker_cpus: Vec<Option<usize>> =
+            (0..n).map(|i| self.pin.then(|| cpus[i % cpus.len()])).collect();
+        let workers: Vec<Arc<Worker>> = worker_cpus
+            .iter()
+            .enumerate()
+            .map(|(i, cpu)| Arc::new(Worker::new(i, *cpu)))
             .collect();
+        let placement = WorkerPlacement::new(machine, worker_cpus);
+        let config = Config {
+            event_interval: self.event_interval,
+        };
         let handle = Handle {
-            shared: Arc::new(Shared::new(
-                workers,
-                Config {
-                    event_interval: self.event_interval,
-                },
-            )),
+            shared: Arc::new(Shared::new(workers, placement, config)),
         };
         let mut threads = Vec::with_capacity(n);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
@@ -168,7 +222,7 @@ impl Builder {
                 .spawn(move || {
                     let started = worker
                         .cpu
-                        .map_or(Ok(()), affinity::pin_current_thread)
+                        .map_or(Ok(()), topology::bind_current_thread)
                         .and_then(|()| scheduler::driver(&worker, h.shared.config.event_interval));
                     match started {
                         Ok(rt) => {

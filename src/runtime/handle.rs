@@ -4,8 +4,9 @@ use super::builder::Config;
 use super::context;
 use super::task::{self, JoinHandle};
 use super::worker::Worker;
-use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
+use crate::topology::WorkerPlacement;
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
@@ -22,19 +23,24 @@ pub(crate) struct Shared {
     /// share and can never wait for each other in a cycle.
     pub(crate) queue_lock: Mutex<()>,
     next_worker: AtomicUsize,
+    pub(crate) placement: WorkerPlacement,
     pub(crate) config: Config,
+    /// Set when the runtime begins to shut down.
+    pub(crate) shutdown: AtomicBool,
 }
 
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Shared {
-    pub(crate) fn new(workers: Vec<Arc<Worker>>, config: Config) -> Shared {
+    pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
         Shared {
             workers: workers.into_boxed_slice(),
             stop_lock: Arc::new(futures::lock::Mutex::new(())),
             queue_lock: Mutex::new(()),
             next_worker: AtomicUsize::new(0),
+            placement,
             config,
+            shutdown: AtomicBool::new(false),
         }
     }
 }
@@ -141,6 +147,21 @@ impl Handle {
     /// ```
     pub fn worker_cpu(&self, worker: usize) -> Option<usize> {
         self.shared.workers.get(worker).and_then(|w| w.cpu)
+    }
+
+    /// The machine's topology as the runtime sees it: which CPU, core, NUMA
+    /// node and package each worker runs on, and masks of workers by each.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(2).build().unwrap();
+    /// let placement = rt.handle().topology();
+    /// assert_eq!(placement.num_workers(), 2);
+    /// assert!(placement.core_mask_of(0).contains(0));
+    /// ```
+    pub fn topology(&self) -> &WorkerPlacement {
+        &self.shared.placement
     }
 
     /// Whether worker `worker` is online (not parked by [`park_worker`]).
@@ -251,6 +272,18 @@ impl Handle {
             .workers
             .get(worker)
             .ok_or(crate::StopError::InvalidWorker)
+    }
+
+    /// The checks every stop entry point makes first: a stop requested from a
+    /// stop function would wait on itself, and a stopped runtime runs none.
+    pub(crate) fn check(&self) -> Result<(), crate::StopError> {
+        if context::in_stopper() {
+            return Err(crate::StopError::Nested);
+        }
+        if self.shared.shutdown.load(Ordering::SeqCst) {
+            return Err(crate::StopError::Shutdown);
+        }
+        Ok(())
     }
 
     /// The index of the calling worker if it belongs to this runtime.

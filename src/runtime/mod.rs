@@ -8,7 +8,6 @@
 //! - [`task`]: task wrapping and `JoinHandle`;
 //! - [`context`]: what the current thread is.
 
-pub(crate) mod affinity;
 pub(crate) mod builder;
 pub(crate) mod context;
 pub(crate) mod handle;

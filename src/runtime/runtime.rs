@@ -146,6 +146,7 @@ impl Runtime {
     }
 
     fn begin_shutdown(&self) {
+        self.handle.shared.shutdown.store(true, Ordering::SeqCst);
         for w in self.handle.shared.workers.iter() {
             // Closing the stopper first means that a worker seeing the flag
             // has every work it will ever get already queued.

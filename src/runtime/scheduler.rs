@@ -96,6 +96,7 @@ impl WorkerLoop {
                 }
             }
             if polls == self.event_interval || !tokio::task::coop::has_budget_remaining() {
+                worker.set_polling(None);
                 yield_to_driver(cx);
                 return Poll::Pending;
             }
@@ -107,7 +108,10 @@ impl WorkerLoop {
                     continue;
                 }
                 // Idle: anything scheduled from now on notifies the loop.
-                None => return Poll::Pending,
+                None => {
+                    worker.set_polling(None);
+                    return Poll::Pending;
+                }
             };
             worker
                 .current_task
@@ -145,7 +149,7 @@ fn service(worker: &Worker) -> Flow {
 /// Runs every stop work queued to `worker`, marked as a stopper context.
 pub(crate) fn run_stop_works(worker: &Worker) {
     let _stopper = context::StopperGuard::enter();
-    worker.stopper.run_pending(|_| {});
+    worker.stopper.run_pending();
 }
 
 /// Hotplug: the stopper is already disabled; flush what was queued before
@@ -169,6 +173,9 @@ fn go_offline(worker: &Worker) {
 /// counted on this worker waits forever.
 fn shut_down(worker: &Worker, local: &LocalWorker) {
     run_stop_works(worker);
+    if let Some(ack) = crate::sync::lock(&worker.offline_ack).take() {
+        ack.signal();
+    }
     worker.close_registry();
     loop {
         worker.take_remote(&mut local.queue.borrow_mut());

@@ -5,12 +5,13 @@ use super::context;
 use super::task::TaskInfo;
 use crate::completion::Completion;
 use crate::stopper::Stopper;
-use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, lock};
 use async_task::Runnable;
 use crossbeam_utils::Backoff;
 use futures::task::AtomicWaker;
 use std::collections::{HashMap, VecDeque};
+use std::panic::Location;
 use std::sync::OnceLock;
 use std::task::Waker;
 use std::thread::Thread;
@@ -55,6 +56,9 @@ pub(crate) struct Worker {
     /// The id of the task being polled, 0 when none: names the culprit when
     /// a stop waits for this worker.
     pub(crate) current_task: AtomicU64,
+    current_location: AtomicPtr<Location<'static>>,
+    /// Returns from the driver, for [`StopperInfo::wakeups`](crate::StopperInfo).
+    pub(crate) wakeups: AtomicU64,
 }
 
 impl Worker {
@@ -77,6 +81,8 @@ impl Worker {
                 tasks: HashMap::new(),
             }),
             current_task: AtomicU64::new(0),
+            current_location: AtomicPtr::new(std::ptr::null_mut()),
+            wakeups: AtomicU64::new(0),
         }
     }
 
@@ -190,6 +196,7 @@ impl Worker {
     /// tokio's `on_thread_unpark`: runs after the driver returns and before
     /// any task; a claimed worker waits here until its stop is over.
     pub(crate) fn after_unpark(&self) {
+        self.wakeups.fetch_add(1, Ordering::Relaxed);
         let backoff = Backoff::new();
         loop {
             match self
@@ -229,6 +236,32 @@ impl Worker {
             .compare_exchange(CLAIMED, PARKED, Ordering::SeqCst, Ordering::SeqCst);
         debug_assert!(was.is_ok(), "released a worker that was not claimed");
         self.unpark_thread();
+    }
+
+    /// Records the task about to be polled (`None`: between polls).
+    #[inline]
+    pub(crate) fn set_polling(&self, task: Option<&TaskInfo>) {
+        let (id, at) = task.map_or((0, std::ptr::null_mut()), |t| {
+            (t.id, t.location as *const _ as *mut _)
+        });
+        self.current_location.store(at, Ordering::Relaxed);
+        self.current_task.store(id, Ordering::Release);
+    }
+
+    /// The task being polled now, if any: its id and spawn location.
+    pub(crate) fn polling(&self) -> Option<(u64, &'static Location<'static>)> {
+        let id = self.current_task.load(Ordering::Acquire);
+        let at = self.current_location.load(Ordering::Relaxed);
+        // SAFETY: the pointer is null or was made from a `&'static Location`.
+        (id != 0)
+            .then(|| unsafe { at.as_ref() })
+            .flatten()
+            .map(|at| (id, at))
+    }
+
+    /// Whether the worker sleeps in its driver, claimed or not.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.park.load(Ordering::SeqCst) != RUNNING
     }
 
     /// Whether the worker is online (its stopper takes works).

@@ -1,0 +1,204 @@
+//! Stopping a set of workers, each running the function on its own:
+//! `stop_cpus` and `try_stop_cpus`.
+
+use crate::completion::Completion;
+use crate::cpumask::CpuMask;
+use crate::error::StopError;
+use crate::runtime::handle::Handle;
+use crate::stop_machine::{queue_on, validate};
+use crate::stop_one::run_caught;
+use crate::sync::{Arc, Mutex, lock};
+use futures::lock::OwnedMutexGuard;
+use std::future::Future;
+use std::panic::Location;
+
+/// What each worker of a `stop_cpus` leaves behind.
+type Results<R> = Arc<Mutex<(Vec<(usize, R)>, Option<StopError>)>>;
+
+impl Handle {
+    /// Runs `f(worker)` on every online worker of `mask` with the highest
+    /// priority (each monopolizes its worker while it runs) and waits for
+    /// all. Calls are serialized, so `f` may wait for the other workers of
+    /// the same call to enter it.
+    ///
+    /// CONTEXT: a task, or any thread through `futures::executor::block_on`.
+    ///
+    /// RETURNS: the values of `f`, by ascending worker id, for the workers
+    /// that were online.
+    ///
+    /// # Errors
+    ///
+    /// [`StopError::EmptyMask`], [`StopError::InvalidWorker`];
+    /// [`StopError::Offline`] if no worker of `mask` was online (`f` ran
+    /// nowhere); [`StopError::Panicked`] if `f` panicked on any worker;
+    /// [`StopError::Nested`]; [`StopError::Shutdown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stop_machine::CpuMask;
+    ///
+    /// let rt = stop_machine::Runtime::builder().workers(3).pin(false).build().unwrap();
+    /// let h = rt.handle().clone();
+    /// let r = rt.block_on(async move { h.stop_cpus(&CpuMask::from(0..3), |w| w * 10).await });
+    /// assert_eq!(r, Ok(vec![(0, 0), (1, 10), (2, 20)]));
+    /// ```
+    #[track_caller]
+    pub fn stop_cpus<F, R>(
+        &self,
+        mask: &CpuMask,
+        f: F,
+    ) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
+    where
+        F: Fn(usize) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let (caller, handle, mask) = (Location::caller(), self.clone(), mask.clone());
+        async move {
+            handle.check()?;
+            validate(&handle, &mask)?;
+            let guard = handle.shared.stop_lock.clone().lock_owned().await;
+            queue_stop_cpus(&handle, &mask, f, guard, caller).await
+        }
+    }
+
+    /// [`stop_cpus`](Handle::stop_cpus), except that it fails at once with
+    /// [`StopError::Busy`] (the kernel's `-EAGAIN`) when another stop holds
+    /// the facility.
+    ///
+    /// # Errors
+    ///
+    /// As [`stop_cpus`](Handle::stop_cpus), plus [`StopError::Busy`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stop_machine::CpuMask;
+    ///
+    /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+    /// let h = rt.handle().clone();
+    /// let r = rt.block_on(async move { h.try_stop_cpus(&CpuMask::of(1), |w| w).await });
+    /// assert_eq!(r, Ok(vec![(1, 1)]));
+    /// ```
+    #[track_caller]
+    pub fn try_stop_cpus<F, R>(
+        &self,
+        mask: &CpuMask,
+        f: F,
+    ) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
+    where
+        F: Fn(usize) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let (caller, handle, mask) = (Location::caller(), self.clone(), mask.clone());
+        async move {
+            handle.check()?;
+            validate(&handle, &mask)?;
+            let guard = handle.shared.stop_lock.try_lock_owned().ok_or(StopError::Busy)?;
+            queue_stop_cpus(&handle, &mask, f, guard, caller).await
+        }
+    }
+}
+
+async fn queue_stop_cpus<F, R>(
+    handle: &Handle,
+    mask: &CpuMask,
+    f: F,
+    guard: OwnedMutexGuard<()>,
+    caller: &'static Location<'static>,
+) -> Result<Vec<(usize, R)>, StopError>
+where
+    F: Fn(usize) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let f = Arc::new(f);
+    let results: Results<R> = Arc::new(Mutex::new((Vec::new(), None)));
+    let done = Arc::new(Completion::new(mask.weight()));
+    let (queued, refused) = queue_on(handle, mask.iter(), &done, "stop_cpus", caller, |w| {
+        let (f, results, done) = (f.clone(), results.clone(), done.clone());
+        Box::new(move || {
+            let out = run_caught(|| f(w));
+            let mut results = lock(&results);
+            match out {
+                Ok(r) => results.0.push((w, r)),
+                Err(e) => {
+                    results.1.get_or_insert(e);
+                }
+            }
+            drop(results);
+            done.signal();
+        })
+    });
+    for w in &queued {
+        w.notify();
+    }
+    done.on_complete(move || drop(guard));
+    done.wait().await;
+    if queued.is_empty() {
+        return Err(refused.unwrap_or(StopError::Offline));
+    }
+    let (mut values, error) = std::mem::take(&mut *lock(&results));
+    if let Some(e) = error {
+        return Err(e);
+    }
+    values.sort_by_key(|(w, _)| *w);
+    Ok(values)
+}
+
+/// [`Handle::stop_cpus`] on the current runtime.
+///
+/// # Errors
+///
+/// See [`Handle::stop_cpus`].
+///
+/// # Panics
+///
+/// Panics when not called on a worker thread.
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+/// let r = rt.block_on(async { stop_machine::stop_cpus(&stop_machine::CpuMask::full(2), |w| w).await });
+/// assert_eq!(r, Ok(vec![(0, 0), (1, 1)]));
+/// ```
+#[track_caller]
+pub fn stop_cpus<F, R>(
+    mask: &CpuMask,
+    f: F,
+) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
+where
+    F: Fn(usize) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    Handle::current().stop_cpus(mask, f)
+}
+
+/// [`Handle::try_stop_cpus`] on the current runtime.
+///
+/// # Errors
+///
+/// See [`Handle::try_stop_cpus`].
+///
+/// # Panics
+///
+/// Panics when not called on a worker thread.
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+/// let r = rt.block_on(async { stop_machine::try_stop_cpus(&stop_machine::CpuMask::of(0), |_| ()).await });
+/// assert!(r.is_ok());
+/// ```
+#[track_caller]
+pub fn try_stop_cpus<F, R>(
+    mask: &CpuMask,
+    f: F,
+) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
+where
+    F: Fn(usize) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    Handle::current().try_stop_cpus(mask, f)
+}
