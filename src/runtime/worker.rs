@@ -250,13 +250,15 @@ impl Worker {
 
     /// The task being polled now, if any: its id and spawn location.
     pub(crate) fn polling(&self) -> Option<(u64, &'static Location<'static>)> {
+        // The two loads may straddle a task switch and pair one task's id
+        // with the next one's location: acceptable for a diagnostic.
         let id = self.current_task.load(Ordering::Acquire);
         let at = self.current_location.load(Ordering::Relaxed);
+        if id == 0 {
+            return None;
+        }
         // SAFETY: the pointer is null or was made from a `&'static Location`.
-        (id != 0)
-            .then(|| unsafe { at.as_ref() })
-            .flatten()
-            .map(|at| (id, at))
+        unsafe { at.as_ref() }.map(|at| (id, at))
     }
 
     /// Whether the worker sleeps in its driver, claimed or not.
