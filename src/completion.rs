@@ -39,7 +39,7 @@ impl Completion {
     /// Runs `f` when the count reaches zero (at once if it already has).
     pub(crate) fn on_complete(&self, f: impl FnOnce() + Send + 'static) {
         let mut finish = lock(&self.finish);
-        if self.todo.load(Ordering::Acquire) == 0 {
+        if self.todo.load(Ordering::Acquire) == 0 || self.finished.load(Ordering::Acquire) {
             drop(finish);
             f();
         } else {
@@ -65,6 +65,18 @@ impl Completion {
             self.finished.store(true, Ordering::Release);
             self.waker.wake();
         }
+    }
+
+    /// Ends the wait before every work has signalled (an abandoned stop):
+    /// runs the finishers now and wakes the waiter. The late works still
+    /// signal; they find nothing left to do.
+    pub(crate) fn finish_early(&self) {
+        let finish = std::mem::take(&mut *lock(&self.finish));
+        for f in finish {
+            f();
+        }
+        self.finished.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     /// Whether every work has signalled.

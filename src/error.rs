@@ -2,6 +2,8 @@
 
 use std::any::Any;
 use std::fmt;
+use std::panic::Location;
+use std::time::Duration;
 
 /// Why a stop did not run its function to completion everywhere it asked.
 ///
@@ -38,6 +40,60 @@ pub enum StopError {
     Nested,
     /// The runtime is shutting down or gone.
     Shutdown,
+    /// Some workers did not reach their stopper before the stop's deadline:
+    /// the stop was abandoned before DISABLE_IRQ (nobody ran the function)
+    /// and the workers that had arrived went back to their tasks. Each
+    /// straggler names the task it was polling. The kernel cannot do this.
+    TimedOut {
+        /// The workers that held the stop up.
+        stragglers: Vec<Straggler>,
+    },
+}
+
+/// A worker that had not reached its stopper when a stop timed out, and
+/// what it was doing instead: the analogue of the kernel's
+/// `print_stop_info`, or the JVM's SafepointTimeout report.
+///
+/// # Examples
+///
+/// ```
+/// use stop_machine::{StopError, Straggler};
+///
+/// fn report(e: &StopError) {
+///     if let StopError::TimedOut { stragglers } = e {
+///         for s in stragglers {
+///             eprintln!("worker {} held the stop up: {s}", s.worker);
+///         }
+///     }
+/// }
+/// # report(&StopError::Busy);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Straggler {
+    /// The worker.
+    pub worker: usize,
+    /// The task it was polling, if any: its id.
+    pub task: Option<u64>,
+    /// Where that task was spawned (`#[track_caller]` of the spawn call).
+    pub spawned_at: Option<&'static Location<'static>>,
+    /// How long the current poll had run at least: the same poll was in
+    /// progress when the stop was requested and when it timed out.
+    pub polling_for: Option<Duration>,
+}
+
+impl fmt::Display for Straggler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "worker {}", self.worker)?;
+        match (self.task, self.spawned_at) {
+            (Some(id), Some(at)) => write!(f, " polling task {id} spawned at {at}")?,
+            (Some(id), None) => write!(f, " polling task {id}")?,
+            _ => write!(f, " not polling a task (blocked in its driver or a tokio task)")?,
+        }
+        if let Some(d) = self.polling_for {
+            write!(f, " for at least {d:?}")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for StopError {
@@ -50,6 +106,13 @@ impl fmt::Display for StopError {
             StopError::Panicked(msg) => write!(f, "stop function panicked: {msg}"),
             StopError::Nested => f.write_str("stop requested from inside a stop function"),
             StopError::Shutdown => f.write_str("runtime is shutting down"),
+            StopError::TimedOut { stragglers } => {
+                write!(f, "stop timed out waiting for {} worker(s)", stragglers.len())?;
+                for s in stragglers {
+                    write!(f, "; {s}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

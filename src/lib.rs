@@ -36,10 +36,11 @@ mod sync;
 pub mod topology;
 
 pub use cpumask::{CpuMask, ParseCpuMaskError};
-pub use error::{JoinError, StopError};
+pub use error::{JoinError, StopError, Straggler};
 pub use runtime::builder::Builder;
 pub use runtime::handle::{Handle, TryCurrentError, current_worker, spawn, spawn_local, spawn_on};
 pub use runtime::runtime::Runtime;
+pub use runtime::scheduler::safepoint;
 pub use runtime::task::JoinHandle;
 pub use stop_core::stop_core;
 pub use stop_cpus::{stop_cpus, try_stop_cpus};

@@ -2,13 +2,15 @@
 //! kernel's `multi_cpu_stop`: PREPARE → DISABLE_IRQ → RUN → EXIT, the last
 //! worker to acknowledge a state moving everyone to the next.
 
+use crate::completion::Completion;
 use crate::cpumask::CpuMask;
 use crate::error::StopError;
 use crate::stop_one::run_caught;
 use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use crate::sync::{Mutex, lock};
+use crate::sync::{Arc, Mutex, lock};
 use crossbeam_utils::Backoff;
 use std::thread::Thread;
+use std::time::Instant;
 
 /// The phases of a multi-worker stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,6 +27,9 @@ pub(crate) enum State {
     Run = 3,
     /// Everyone leaves.
     Exit = 4,
+    /// The deadline passed before everyone reached PREPARE: nobody ran `f`,
+    /// everyone who arrived leaves, late works do nothing.
+    Abandoned = 5,
 }
 
 impl State {
@@ -34,7 +39,8 @@ impl State {
             1 => State::Prepare,
             2 => State::DisableIrq,
             3 => State::Run,
-            _ => State::Exit,
+            4 => State::Exit,
+            _ => State::Abandoned,
         }
     }
 }
@@ -50,13 +56,24 @@ pub(crate) struct MultiStop<F, R> {
     threads: Mutex<Vec<Thread>>,
     results: Mutex<Vec<(usize, R)>>,
     error: Mutex<Option<StopError>>,
+    /// Workers that reached PREPARE: the others are the stragglers.
+    arrived: Mutex<CpuMask>,
+    /// When waiting participants give up on the stragglers.
+    deadline: Option<Instant>,
+    /// Ended early when the stop is abandoned, so the caller returns then.
+    done: Arc<Completion>,
 }
 
 impl<F, R> MultiStop<F, R>
 where
     F: Fn(usize) -> R,
 {
-    pub(crate) fn new(f: F, active: CpuMask) -> MultiStop<F, R> {
+    pub(crate) fn new(
+        f: F,
+        active: CpuMask,
+        deadline: Option<Instant>,
+        done: Arc<Completion>,
+    ) -> MultiStop<F, R> {
         MultiStop {
             f,
             active,
@@ -66,6 +83,9 @@ where
             threads: Mutex::new(Vec::new()),
             results: Mutex::new(Vec::new()),
             error: Mutex::new(None),
+            arrived: Mutex::new(CpuMask::new()),
+            deadline,
+            done,
         }
     }
 
@@ -87,28 +107,82 @@ where
         self.ack
             .store(self.num_threads.load(Ordering::Relaxed), Ordering::Relaxed);
         self.state.store(next as u8, Ordering::Release);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
         for t in lock(&self.threads).iter() {
             t.unpark();
         }
     }
 
     /// The last participant to acknowledge `state` moves all to the next.
+    /// Leaving PREPARE races [`abandon`](Self::abandon): a compare-exchange
+    /// decides, so a stop is either abandoned before anyone disabled its
+    /// driver or runs to EXIT, never both.
     fn ack_state(&self, state: State) {
-        if self.ack.fetch_sub(1, Ordering::AcqRel) == 1 && state != State::Exit {
-            self.set_state(State::from_u8(state as u8 + 1));
+        if self.ack.fetch_sub(1, Ordering::AcqRel) != 1 || state == State::Exit {
+            return;
         }
+        if state != State::Prepare {
+            self.set_state(State::from_u8(state as u8 + 1));
+            return;
+        }
+        self.ack
+            .store(self.num_threads.load(Ordering::Relaxed), Ordering::Relaxed);
+        let advanced = self.state.compare_exchange(
+            State::Prepare as u8,
+            State::DisableIrq as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if advanced.is_ok() {
+            self.wake_all();
+        }
+    }
+
+    /// Gives up on the stragglers if the stop is still in PREPARE: nobody
+    /// has run `f` and everyone who arrived leaves. Returns whether this call
+    /// abandoned it.
+    pub(crate) fn abandon(&self) -> bool {
+        let abandoned = self
+            .state
+            .compare_exchange(
+                State::Prepare as u8,
+                State::Abandoned as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if abandoned {
+            self.wake_all();
+            self.done.finish_early();
+        }
+        abandoned
+    }
+
+    /// The participants that had not reached PREPARE.
+    pub(crate) fn stragglers(&self, participants: &CpuMask) -> CpuMask {
+        participants - &*lock(&self.arrived)
     }
 
     /// A participant's side: follow the states to EXIT, running `f` in RUN
     /// when `worker` is active. Waits spin, then yield, then park, so that it
-    /// stays correct and fast when workers outnumber CPUs.
+    /// stays correct and fast when workers outnumber CPUs. A participant
+    /// waiting in PREPARE past the deadline abandons the stop itself.
     pub(crate) fn participate(&self, worker: usize) {
         let mut current = State::None;
         let backoff = Backoff::new();
         loop {
             let state = self.state();
+            if state == State::Abandoned {
+                return;
+            }
             if state != current {
                 current = state;
+                if state == State::Prepare {
+                    lock(&self.arrived).insert(worker);
+                }
                 if state == State::Run && self.active.contains(worker) {
                     match run_caught(|| (self.f)(worker)) {
                         Ok(r) => lock(&self.results).push((worker, r)),
@@ -125,7 +199,17 @@ where
                 }
                 backoff.reset();
             } else if backoff.is_completed() {
-                std::thread::park();
+                match self.deadline {
+                    Some(deadline) if current == State::Prepare => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            self.abandon();
+                        } else {
+                            std::thread::park_timeout(deadline - now);
+                        }
+                    }
+                    _ => std::thread::park(),
+                }
             } else {
                 backoff.snooze();
             }

@@ -108,6 +108,7 @@ impl Handle {
                 claim_idle: false,
                 kind,
                 caller,
+                timeout: handle.shared.config.stop_timeout,
             };
             multi_stop(&handle, plan, f, Some(guard)).await
         }

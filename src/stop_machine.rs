@@ -5,14 +5,19 @@ use crate::blocking::block_on_servicing;
 use crate::completion::Completion;
 use crate::cpumask::CpuMask;
 use crate::error::StopError;
+use crate::error::Straggler;
 use crate::multi_stop::MultiStop;
+use crate::multi_stop::State;
 use crate::runtime::handle::Handle;
 use crate::runtime::worker::Worker;
 use crate::stopper::StopWork;
 use crate::sync::{Arc, Mutex, lock};
+use futures::future::Either;
 use futures::lock::OwnedMutexGuard;
 use std::future::Future;
 use std::panic::Location;
+use std::pin::{Pin, pin};
+use std::time::{Duration, Instant};
 
 /// What a multi-worker stop is asked to do.
 pub(crate) struct Plan {
@@ -25,6 +30,8 @@ pub(crate) struct Plan {
     pub(crate) claim_idle: bool,
     pub(crate) kind: &'static str,
     pub(crate) caller: &'static Location<'static>,
+    /// How long to wait for every participant to reach its stopper.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// Checks a caller's mask against the runtime.
@@ -81,11 +88,18 @@ where
     F: Fn(usize) -> R + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let ms = Arc::new(MultiStop::new(f, plan.active.clone()));
+    let requested = Instant::now();
     let done = Arc::new(Completion::new(plan.participants.weight()));
+    let ms = Arc::new(MultiStop::new(
+        f,
+        plan.active.clone(),
+        plan.timeout.map(|t| requested + t),
+        done.clone(),
+    ));
+    let polls: Vec<u64> = handle.shared.workers.iter().map(|w| w.poll_seq()).collect();
     let (claimed, queued, refused) = {
         // Claims and queueing form one step in the queueing order.
-        let _order = lock(&handle.shared.queue_lock);
+        let order = lock(&handle.shared.queue_lock);
         let claimed: Vec<Arc<Worker>> = if plan.claim_idle {
             plan.participants
                 .iter()
@@ -96,7 +110,7 @@ where
         } else {
             Vec::new()
         };
-        drop(_order);
+        drop(order);
         let unclaimed = plan
             .participants
             .iter()
@@ -124,11 +138,88 @@ where
         }
         drop(guard);
     });
-    done.wait().await;
+    match plan.timeout {
+        None => done.wait().await,
+        Some(timeout) => {
+            let mut wait = pin!(done.wait());
+            if let Either::Right(_) = futures::future::select(wait.as_mut(), timer(requested + timeout)).await
+            {
+                ms.abandon();
+                wait.await;
+            }
+        }
+    }
+    if ms.state() == State::Abandoned {
+        let waited: CpuMask = queued.iter().map(|w| w.index).collect();
+        let stragglers = ms
+            .stragglers(&waited)
+            .iter()
+            .map(|w| straggler(&handle.shared.workers[w], polls[w], requested))
+            .collect::<Vec<_>>();
+        for s in &stragglers {
+            tracing::warn!(kind = plan.kind, caller = %plan.caller, "stop abandoned: {s}");
+        }
+        return Err(StopError::TimedOut { stragglers });
+    }
     if let Some(e) = refused {
         return Err(e);
     }
     ms.take_results()
+}
+
+/// Names what `worker` was doing instead of reaching its stopper.
+fn straggler(worker: &Worker, polls_at_request: u64, requested: Instant) -> Straggler {
+    let polling = worker.polling();
+    let same_poll = polling.is_some() && worker.poll_seq() == polls_at_request;
+    Straggler {
+        worker: worker.index,
+        task: polling.map(|(id, _)| id),
+        spawned_at: polling.map(|(_, at)| at),
+        polling_for: same_poll.then(|| requested.elapsed()),
+    }
+}
+
+/// A future that resolves at `deadline`: a tokio timer on our own workers,
+/// a sleeping helper thread elsewhere (a caller on a foreign executor or a
+/// plain thread has no timer we may use). Either way it fires even when
+/// every worker is stuck, so a caller with a deadline always returns.
+fn timer(deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    if crate::current_worker().is_some() {
+        return Box::pin(tokio::time::sleep_until(deadline.into()));
+    }
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let cancel = Arc::new(crate::sync::atomic::AtomicBool::new(false));
+    let stop = cancel.clone();
+    let spawned = std::thread::Builder::new()
+        .name("stop-machine-timer".into())
+        .spawn(move || {
+            use crate::sync::atomic::Ordering;
+            while !stop.load(Ordering::Acquire) {
+                let now = Instant::now();
+                if now >= deadline {
+                    let _ = tx.send(());
+                    return;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+        });
+    let Ok(thread) = spawned else {
+        // No thread to time with: the waiting participants still enforce
+        // the deadline as soon as one of them has arrived.
+        return Box::pin(std::future::pending());
+    };
+    struct Cancel(Arc<crate::sync::atomic::AtomicBool>, std::thread::Thread);
+    impl Drop for Cancel {
+        fn drop(&mut self) {
+            self.0.store(true, crate::sync::atomic::Ordering::Release);
+            self.1.unpark();
+        }
+    }
+    let guard = Cancel(cancel, thread.thread().clone());
+    Box::pin(async move {
+        let _guard = guard;
+        let _ = rx.await;
+    })
 }
 
 impl Handle {
@@ -189,7 +280,56 @@ impl Handle {
         F: Fn(usize) -> R + Send + Sync + 'static,
         R: Send + 'static,
     {
-        let caller = Location::caller();
+        self.stop_machine_inner(f, active, self.shared.config.stop_timeout, Location::caller())
+    }
+
+    /// [`stop_machine`](Handle::stop_machine) with its own bound on the time
+    /// to stop, overriding [`Builder::stop_timeout`](crate::Builder::stop_timeout):
+    /// if some online workers have not reached their stopper within
+    /// `timeout`, the stop is abandoned before DISABLE_IRQ (nobody has run
+    /// `f`), the workers already waiting go back to their tasks, and the
+    /// caller learns which workers held it up and what they were polling.
+    ///
+    /// # Errors
+    ///
+    /// As [`stop_machine`](Handle::stop_machine), plus
+    /// [`StopError::TimedOut`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+    /// let h = rt.handle().clone();
+    /// let r = rt.block_on(async move { h.stop_machine_timeout(|w| w, None, Duration::from_secs(5)).await });
+    /// assert!(r.is_ok());
+    /// ```
+    #[track_caller]
+    pub fn stop_machine_timeout<F, R>(
+        &self,
+        f: F,
+        active: Option<&CpuMask>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<R, StopError>> + use<F, R>
+    where
+        F: Fn(usize) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        self.stop_machine_inner(f, active, Some(timeout), Location::caller())
+    }
+
+    fn stop_machine_inner<F, R>(
+        &self,
+        f: F,
+        active: Option<&CpuMask>,
+        timeout: Option<Duration>,
+        caller: &'static Location<'static>,
+    ) -> impl Future<Output = Result<R, StopError>> + use<F, R>
+    where
+        F: Fn(usize) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
         let handle = self.clone();
         let active = active.cloned();
         let here = self.current_index();
@@ -217,6 +357,7 @@ impl Handle {
                 claim_idle: true,
                 kind: "stop_machine",
                 caller,
+                timeout,
             };
             let results = multi_stop(&handle, plan, f, Some(guard)).await?;
             results
@@ -307,6 +448,7 @@ impl Handle {
                 claim_idle: false,
                 kind: "stop_two_cpus",
                 caller,
+                timeout: handle.shared.config.stop_timeout,
             };
             let results = multi_stop(&handle, plan, run, None).await?;
             results

@@ -13,6 +13,8 @@ use std::io;
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) event_interval: u32,
+    pub(crate) stop_timeout: Option<std::time::Duration>,
+    pub(crate) stop_a_lot: Option<u32>,
 }
 
 /// Builds a [`Runtime`] with custom settings, in the manner of
@@ -40,6 +42,8 @@ pub struct Builder {
     event_interval: u32,
     cpus: Option<CpuMask>,
     per_core: bool,
+    stop_timeout: Option<std::time::Duration>,
+    stop_a_lot: Option<u32>,
 }
 
 impl Default for Builder {
@@ -66,6 +70,11 @@ impl Builder {
             event_interval: 61,
             cpus: None,
             per_core: false,
+            stop_timeout: None,
+            stop_a_lot: std::env::var("STOP_MACHINE_STOP_A_LOT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0),
         }
     }
 
@@ -167,6 +176,55 @@ impl Builder {
         self
     }
 
+    /// The default bound on the time to stop for [`Handle::stop_machine`],
+    /// [`Handle::stop_two_cpus`], [`Handle::stop_core`] and
+    /// [`Handle::stop_node`] (default: none, wait as long as it takes, like
+    /// the kernel). Past it, a stop is abandoned before any worker runs the
+    /// function and fails with [`StopError::TimedOut`](crate::StopError::TimedOut).
+    ///
+    /// [`Handle::stop_machine`]: crate::Handle::stop_machine
+    /// [`Handle::stop_two_cpus`]: crate::Handle::stop_two_cpus
+    /// [`Handle::stop_core`]: crate::Handle::stop_core
+    /// [`Handle::stop_node`]: crate::Handle::stop_node
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = stop_machine::Builder::new().workers(1).pin(false).stop_timeout(Duration::from_secs(1)).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn stop_timeout(&mut self, timeout: std::time::Duration) -> &mut Builder {
+        self.stop_timeout = Some(timeout);
+        self
+    }
+
+    /// Stop-a-lot mode, for testing code that runs on the runtime (the JVM's
+    /// SafepointALot): every `n` task polls, a worker requests a
+    /// `stop_machine` that does nothing, so that stops land at every kind of
+    /// poll boundary. Also switched on by the environment variable
+    /// `STOP_MACHINE_STOP_A_LOT=n`. `0` turns it off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().workers(2).pin(false).stop_a_lot(100).build().unwrap();
+    /// let sum: u64 = rt.block_on(async {
+    ///     let mut sum = 0;
+    ///     for i in 0..1000 {
+    ///         sum += i;
+    ///         tokio::task::yield_now().await;
+    ///     }
+    ///     sum
+    /// });
+    /// assert_eq!(sum, 499_500);
+    /// ```
+    pub fn stop_a_lot(&mut self, n: u32) -> &mut Builder {
+        self.stop_a_lot = (n > 0).then_some(n);
+        self
+    }
+
     /// Starts the workers and waits until each runs.
     ///
     /// # Errors
@@ -209,6 +267,8 @@ impl Builder {
         let placement = WorkerPlacement::new(machine, worker_cpus);
         let config = Config {
             event_interval: self.event_interval,
+            stop_timeout: self.stop_timeout,
+            stop_a_lot: self.stop_a_lot,
         };
         let handle = Handle {
             shared: Arc::new(Shared::new(workers, placement, config)),
@@ -220,6 +280,8 @@ impl Builder {
             let spawned = std::thread::Builder::new()
                 .name(format!("{}-{}", self.thread_name, worker.index))
                 .spawn(move || {
+                    // Before `ready`: from then on, stops may need to unpark us.
+                    let _ = worker.thread.set(std::thread::current());
                     let started = worker
                         .cpu
                         .map_or(Ok(()), topology::bind_current_thread)

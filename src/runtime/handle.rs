@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// Set when the runtime begins to shut down.
     pub(crate) shutdown: AtomicBool,
+    /// Stop-a-lot mode: one of its stops is on its way.
+    pub(crate) stop_a_lot_inflight: AtomicBool,
 }
 
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
@@ -41,6 +43,7 @@ impl Shared {
             placement,
             config,
             shutdown: AtomicBool::new(false),
+            stop_a_lot_inflight: AtomicBool::new(false),
         }
     }
 }

@@ -32,8 +32,8 @@ pub(crate) fn driver(worker: &Arc<Worker>, event_interval: u32) -> std::io::Resu
 
 /// The body of a worker thread, from its first tick to its last drop.
 pub(crate) fn run(handle: Handle, worker: Arc<Worker>, rt: tokio::runtime::Runtime) {
-    let _ = worker.thread.set(std::thread::current());
     let event_interval = handle.shared.config.event_interval;
+    let stop_a_lot = handle.shared.config.stop_a_lot;
     context::set(Some(Rc::new(LocalWorker {
         handle,
         worker: worker.clone(),
@@ -43,6 +43,8 @@ pub(crate) fn run(handle: Handle, worker: Arc<Worker>, rt: tokio::runtime::Runti
     let looping = WorkerLoop {
         worker: worker.clone(),
         event_interval,
+        stop_a_lot,
+        since_stop: 0,
     };
     rt.block_on(async move {
         // The loop only ends by returning; a panic in it is a bug of ours
@@ -59,6 +61,9 @@ pub(crate) fn run(handle: Handle, worker: Arc<Worker>, rt: tokio::runtime::Runti
 struct WorkerLoop {
     worker: Arc<Worker>,
     event_interval: u32,
+    /// Stop-a-lot mode: request a stop every this many polls.
+    stop_a_lot: Option<u32>,
+    since_stop: u32,
 }
 
 /// What the stopper's slow path tells the loop.
@@ -70,9 +75,8 @@ enum Flow {
 impl Future for WorkerLoop {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let worker = &self.worker;
-        worker.begin_tick(cx.waker());
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.worker.begin_tick(cx.waker());
         context::with(|local| {
             let local = local.expect("scheduler loop off its worker thread");
             local.in_tick.set(true);
@@ -84,8 +88,9 @@ impl Future for WorkerLoop {
 }
 
 impl WorkerLoop {
-    fn tick(&self, local: &LocalWorker, cx: &mut Context<'_>) -> Poll<()> {
-        let worker = &*self.worker;
+    fn tick(&mut self, local: &LocalWorker, cx: &mut Context<'_>) -> Poll<()> {
+        let worker = &*self.worker.clone();
+
         worker.take_remote(&mut local.queue.borrow_mut());
         let mut polls = 0;
         loop {
@@ -113,14 +118,31 @@ impl WorkerLoop {
                     return Poll::Pending;
                 }
             };
-            worker
-                .current_task
-                .store(runnable.metadata().id, Ordering::Relaxed);
+            worker.set_polling(Some(runnable.metadata()));
             runnable.run();
-            worker.current_task.store(0, Ordering::Relaxed);
             polls += 1;
+            if let Some(every) = self.stop_a_lot {
+                self.since_stop += 1;
+                if self.since_stop >= every {
+                    self.since_stop = 0;
+                    stop_a_lot(&local.handle);
+                }
+            }
         }
     }
+}
+
+/// Stop-a-lot mode: requests an empty `stop_machine` from a task on this
+/// worker, unless one is already on its way.
+fn stop_a_lot(handle: &Handle) {
+    if handle.shared.stop_a_lot_inflight.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let h = handle.clone();
+    drop(handle.spawn(async move {
+        let _ = h.stop_machine(|_| (), None).await;
+        h.shared.stop_a_lot_inflight.store(false, Ordering::Release);
+    }));
 }
 
 /// Lets tokio turn the driver (zero timeout) before polling the loop again:
@@ -147,22 +169,74 @@ fn service(worker: &Worker) -> Flow {
 }
 
 /// Runs every stop work queued to `worker`, marked as a stopper context.
+/// Draining the queue clears the pending flag; a hotplug or shutdown request
+/// that poked it must stay visible to the scheduler loop, so it is re-poked.
 pub(crate) fn run_stop_works(worker: &Worker) {
     let _stopper = context::StopperGuard::enter();
     worker.stopper.run_pending();
+    if worker.shutdown.load(Ordering::SeqCst) || worker.want_offline.load(Ordering::SeqCst) {
+        worker.stopper.poke();
+    }
+}
+
+/// Lets a stop that is waiting for this worker take it right here, inside a
+/// long-running poll: a *safepoint* for CPU-bound code that cannot yield.
+///
+/// If a stop work is queued to the calling worker, it runs now, on this
+/// thread; for a multi-worker stop, the worker takes part in the whole state
+/// machine and this returns after EXIT. Otherwise it returns at once (one
+/// atomic load). Off a worker thread, or inside a stop function, it does
+/// nothing.
+///
+/// CONTEXT: only where the calling task holds no state that a stop function
+/// may touch: a stop runs *inside* this call, in the middle of the task's
+/// poll, so the task's invariants must hold here as at an `.await`. Never
+/// call it while holding a lock that a stop function takes (it would
+/// deadlock) or half-way through an update that the stop function reads.
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+/// let sum = rt.block_on(async {
+///     let mut sum = 0u64;
+///     for i in 0..1_000_000u64 {
+///         sum = sum.wrapping_add(i * i);
+///         if i % 1024 == 0 {
+///             stop_machine::safepoint();
+///         }
+///     }
+///     sum
+/// });
+/// assert!(sum > 0);
+/// ```
+pub fn safepoint() {
+    if context::in_stopper() {
+        return;
+    }
+    context::with(|local| {
+        if let Some(local) = local
+            && local.worker.stopper.is_pending()
+        {
+            run_stop_works(&local.worker);
+        }
+    });
 }
 
 /// Hotplug: the stopper is already disabled; flush what was queued before
 /// that, acknowledge, and sleep until brought back online or shut down. No
 /// task and no driver turn happens meanwhile: the thread is the stopped CPU.
+///
+/// Flushing and acknowledging happen on every wake-up, not once: an
+/// `unpark_worker` followed by another `park_worker` can both land before
+/// this thread runs again, and that second park must be acknowledged too.
 fn go_offline(worker: &Worker) {
-    // Works queued before the stopper was disabled are visible now.
-    run_stop_works(worker);
-    if let Some(ack) = crate::sync::lock(&worker.offline_ack).take() {
-        ack.signal();
-    }
     worker.blocking(|| {
         while worker.want_offline.load(Ordering::SeqCst) && !worker.shutdown.load(Ordering::SeqCst) {
+            run_stop_works(worker);
+            if let Some(ack) = crate::sync::lock(&worker.offline_ack).take() {
+                ack.signal();
+            }
             std::thread::park();
         }
     });

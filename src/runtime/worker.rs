@@ -57,6 +57,9 @@ pub(crate) struct Worker {
     /// a stop waits for this worker.
     pub(crate) current_task: AtomicU64,
     current_location: AtomicPtr<Location<'static>>,
+    /// Counts polls; only the worker writes it. Two equal readings around a
+    /// wait mean one poll spanned it.
+    poll_seq: AtomicU64,
     /// Returns from the driver, for [`StopperInfo::wakeups`](crate::StopperInfo).
     pub(crate) wakeups: AtomicU64,
 }
@@ -82,6 +85,7 @@ impl Worker {
             }),
             current_task: AtomicU64::new(0),
             current_location: AtomicPtr::new(std::ptr::null_mut()),
+            poll_seq: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
         }
     }
@@ -246,6 +250,14 @@ impl Worker {
         });
         self.current_location.store(at, Ordering::Relaxed);
         self.current_task.store(id, Ordering::Release);
+        // Single writer: a load and a store, no locked instruction.
+        self.poll_seq
+            .store(self.poll_seq.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    /// The poll counter, for [`polling`](Self::polling) comparisons.
+    pub(crate) fn poll_seq(&self) -> u64 {
+        self.poll_seq.load(Ordering::Acquire)
     }
 
     /// The task being polled now, if any: its id and spawn location.
