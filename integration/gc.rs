@@ -24,7 +24,8 @@ struct WorldCell<T>(UnsafeCell<T>);
 // SAFETY: reached only through the unsafe methods below: the owning
 // worker's tasks take `&mut` within one poll, and the collector (a stop
 // function, so no task runs) shares `&T` in the mark phase and takes `&mut`
-// for its own partition only after the barrier that ends the mark phase.
+// for its own partition only after the barrier that ends marking and
+// verification.
 unsafe impl<T: Send + Sync> Sync for WorldCell<T> {}
 
 impl<T> WorldCell<T> {
@@ -39,7 +40,8 @@ impl<T> WorldCell<T> {
 
     /// # Safety
     ///
-    /// From the collector's stop function; the borrow ends before the sweep.
+    /// From the collector's stop function; the borrow ends before the
+    /// barrier after which the owners sweep.
     unsafe fn get(&self) -> &T {
         // SAFETY: no task runs during a stop, and sweeps wait for the barrier.
         unsafe { &*self.0.get() }
@@ -402,7 +404,7 @@ fn collect_on(heap: &Heap, cycle: &Cycle, w: usize) {
 }
 
 fn mark(heap: &Heap, w: usize, marker: Marker) -> (usize, usize) {
-    // SAFETY: the collector's stop function; the borrows end before the barrier.
+    // SAFETY: the collector's stop function; the borrows end before the barriers.
     let parts: Vec<&Partition> = heap.parts.iter().map(|p| unsafe { p.get() }).collect();
     let mut stack: Vec<Ref> = match marker {
         Marker::Correct => heap.roots_of(w, parts[w]).collect(),

@@ -29,6 +29,7 @@ mod multi_stop;
 mod runtime;
 mod stop_core;
 mod stop_cpus;
+mod stop_lock;
 mod stop_machine;
 mod stop_one;
 mod stopper;

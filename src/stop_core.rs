@@ -97,7 +97,7 @@ impl Handle {
             if mask.is_empty() {
                 return Err(StopError::EmptyMask);
             }
-            let guard = handle.shared.stop_lock.clone().lock_owned().await;
+            let guard = handle.shared.stop_lock.lock().await;
             let participants = &mask & &handle.online();
             if participants.is_empty() {
                 return Err(StopError::Offline);

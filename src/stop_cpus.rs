@@ -5,10 +5,10 @@ use crate::completion::Completion;
 use crate::cpumask::CpuMask;
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
+use crate::stop_lock::StopGuard;
 use crate::stop_machine::{queue_on, validate};
 use crate::stop_one::run_caught;
 use crate::sync::{Arc, Mutex, lock};
-use futures::lock::OwnedMutexGuard;
 use std::future::Future;
 use std::panic::Location;
 
@@ -57,7 +57,7 @@ impl Handle {
         async move {
             handle.check()?;
             validate(&handle, &mask)?;
-            let guard = handle.shared.stop_lock.clone().lock_owned().await;
+            let guard = handle.shared.stop_lock.lock().await;
             queue_stop_cpus(&handle, &mask, f, guard, caller).await
         }
     }
@@ -94,7 +94,7 @@ impl Handle {
         async move {
             handle.check()?;
             validate(&handle, &mask)?;
-            let guard = handle.shared.stop_lock.try_lock_owned().ok_or(StopError::Busy)?;
+            let guard = handle.shared.stop_lock.try_lock().ok_or(StopError::Busy)?;
             queue_stop_cpus(&handle, &mask, f, guard, caller).await
         }
     }
@@ -104,7 +104,7 @@ async fn queue_stop_cpus<F, R>(
     handle: &Handle,
     mask: &CpuMask,
     f: F,
-    guard: OwnedMutexGuard<()>,
+    guard: StopGuard,
     caller: &'static Location<'static>,
 ) -> Result<Vec<(usize, R)>, StopError>
 where
@@ -114,21 +114,24 @@ where
     let f = Arc::new(f);
     let results: Results<R> = Arc::new(Mutex::new((Vec::new(), None)));
     let done = Arc::new(Completion::new(mask.weight()));
-    let (queued, refused) = queue_on(handle, mask.iter(), &done, "stop_cpus", caller, |w| {
-        let (f, results, done) = (f.clone(), results.clone(), done.clone());
-        Box::new(move || {
-            let out = run_caught(|| f(w));
-            let mut results = lock(&results);
-            match out {
-                Ok(r) => results.0.push((w, r)),
-                Err(e) => {
-                    results.1.get_or_insert(e);
+    let (queued, refused) = {
+        let order = lock(&handle.shared.queue_lock);
+        queue_on(handle, &order, mask.iter(), &done, "stop_cpus", caller, |w| {
+            let (f, results, done) = (f.clone(), results.clone(), done.clone());
+            Box::new(move || {
+                let out = run_caught(|| f(w));
+                let mut results = lock(&results);
+                match out {
+                    Ok(r) => results.0.push((w, r)),
+                    Err(e) => {
+                        results.1.get_or_insert(e);
+                    }
                 }
-            }
-            drop(results);
-            done.signal();
+                drop(results);
+                done.signal();
+            })
         })
-    });
+    };
     for w in &queued {
         w.notify();
     }

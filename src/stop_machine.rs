@@ -10,10 +10,10 @@ use crate::multi_stop::MultiStop;
 use crate::multi_stop::State;
 use crate::runtime::handle::Handle;
 use crate::runtime::worker::Worker;
+use crate::stop_lock::StopGuard;
 use crate::stopper::StopWork;
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::{Arc, Mutex, MutexGuard, lock};
 use futures::future::Either;
-use futures::lock::OwnedMutexGuard;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::{Pin, pin};
@@ -45,13 +45,16 @@ pub(crate) fn validate(handle: &Handle, mask: &CpuMask) -> Result<(), StopError>
     Ok(())
 }
 
-/// Queues `work(w)` on each worker of `mask` under the queueing lock, so
-/// that requests sharing workers are ordered the same way on all of them;
-/// the wake-ups happen after the lock is released (the kernel's wake_q).
+/// Queues `work(w)` on each worker of `mask`. The caller holds the queueing
+/// lock (`_order`) across everything that must form one step of the
+/// queueing order, so that requests sharing workers are ordered the same
+/// way on all of them; it wakes the workers after releasing it (the
+/// kernel's wake_q).
 /// Returns the workers that took their work; a refused work is signalled
 /// done at once.
 pub(crate) fn queue_on(
     handle: &Handle,
+    _order: &MutexGuard<'_, ()>,
     mask: impl Iterator<Item = usize>,
     done: &Completion,
     kind: &'static str,
@@ -60,7 +63,6 @@ pub(crate) fn queue_on(
 ) -> (Vec<Arc<Worker>>, Option<StopError>) {
     let mut queued = Vec::new();
     let mut refused = None;
-    let _order = lock(&handle.shared.queue_lock);
     for w in mask {
         let worker = &handle.shared.workers[w];
         match worker.stopper.queue(StopWork::new(kind, caller, work(w))) {
@@ -82,7 +84,7 @@ pub(crate) async fn multi_stop<F, R>(
     handle: &Handle,
     plan: Plan,
     f: F,
-    guard: Option<OwnedMutexGuard<()>>,
+    guard: Option<StopGuard>,
 ) -> Result<Vec<(usize, R)>, StopError>
 where
     F: Fn(usize) -> R + Send + Sync + 'static,
@@ -110,12 +112,14 @@ where
         } else {
             Vec::new()
         };
-        drop(order);
+        // Claims and queueing form one step in the queueing order: a request
+        // queued in between could need a worker we claimed while it holds
+        // one we wait for.
         let unclaimed = plan
             .participants
             .iter()
             .filter(|w| !claimed.iter().any(|c| c.index == *w));
-        let (queued, refused) = queue_on(handle, unclaimed, &done, plan.kind, plan.caller, |w| {
+        let (queued, refused) = queue_on(handle, &order, unclaimed, &done, plan.kind, plan.caller, |w| {
             let (ms, done) = (ms.clone(), done.clone());
             Box::new(move || {
                 ms.participate(w);
@@ -338,7 +342,7 @@ impl Handle {
             if let Some(mask) = &active {
                 validate(&handle, mask)?;
             }
-            let guard = handle.shared.stop_lock.clone().lock_owned().await;
+            let guard = handle.shared.stop_lock.lock().await;
             let online = handle.online();
             let active = match active {
                 Some(mask) => &mask & &online,

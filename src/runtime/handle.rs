@@ -17,7 +17,7 @@ pub(crate) struct Shared {
     /// Serializes stop_cpus, stop_machine and hotplug (the kernel's
     /// `stop_cpus_mutex` plus `cpus_read_lock`): the set of online workers
     /// cannot change while a stop runs.
-    pub(crate) stop_lock: Arc<futures::lock::Mutex<()>>,
+    pub(crate) stop_lock: Arc<crate::stop_lock::StopLock>,
     /// Held while the works of one multi-worker request are queued, so that
     /// any two such requests appear in the same order on every worker they
     /// share and can never wait for each other in a cycle.
@@ -37,7 +37,7 @@ impl Shared {
     pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
         Shared {
             workers: workers.into_boxed_slice(),
-            stop_lock: Arc::new(futures::lock::Mutex::new(())),
+            stop_lock: Arc::new(crate::stop_lock::StopLock::new()),
             queue_lock: Mutex::new(()),
             next_worker: AtomicUsize::new(0),
             placement,
