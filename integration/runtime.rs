@@ -253,13 +253,12 @@ fn shutdown_leaks_no_thread_and_no_task() {
             101,
             "every task's future was dropped"
         );
-        assert_eq!(
-            common::thread_names()
-                .iter()
-                .filter(|n| n.starts_with("leakcheck"))
-                .count(),
-            0
-        );
+        // join() can return a moment before the kernel drops the exited
+        // thread from /proc: wait for it; a leaked thread never goes and the
+        // watchdog fails the test.
+        while common::thread_names().iter().any(|n| n.starts_with("leakcheck")) {
+            std::thread::yield_now();
+        }
         for h in handles {
             assert!(futures::executor::block_on(h).unwrap_err().is_cancelled());
         }

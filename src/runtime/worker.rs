@@ -2,27 +2,19 @@
 //! that lets a stop count it as stopped while it sleeps in its driver.
 
 use super::context;
+use super::idle::IdleState;
 use super::task::TaskInfo;
 use crate::completion::Completion;
 use crate::stopper::Stopper;
-use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, lock};
 use async_task::Runnable;
-use crossbeam_utils::Backoff;
 use futures::task::AtomicWaker;
 use std::collections::{HashMap, VecDeque};
 use std::panic::Location;
 use std::sync::OnceLock;
 use std::task::Waker;
 use std::thread::Thread;
-
-/// The worker runs (tasks, stop works, or is between them).
-const RUNNING: u8 = 0;
-/// The worker sleeps in its tokio driver (from `on_thread_park`).
-const PARKED: u8 = 1;
-/// A stop counts the parked worker as stopped; it must not run anything,
-/// not even turn its driver again, until the stop releases it.
-const CLAIMED: u8 = 2;
 
 /// The tasks that live on a worker, so that shutdown can drop every one of
 /// them, idle ones included, on the worker's own thread.
@@ -42,7 +34,7 @@ pub(crate) struct Worker {
     /// it drains its queues: one wake-up per tick at most.
     notified: AtomicBool,
     waker: AtomicWaker,
-    park: AtomicU8,
+    idle: IdleState,
     /// The thread is blocked in a stop call or offline and must be
     /// unparked, not just notified, when work arrives.
     blocking: AtomicBool,
@@ -73,7 +65,7 @@ impl Worker {
             remote: Mutex::new(VecDeque::new()),
             notified: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            park: AtomicU8::new(RUNNING),
+            idle: IdleState::new(),
             blocking: AtomicBool::new(false),
             thread: OnceLock::new(),
             shutdown: AtomicBool::new(false),
@@ -194,29 +186,14 @@ impl Worker {
 
     /// tokio's `on_thread_park`: the worker is about to sleep in its driver.
     pub(crate) fn before_park(&self) {
-        self.park.store(PARKED, Ordering::SeqCst);
+        self.idle.before_park();
     }
 
     /// tokio's `on_thread_unpark`: runs after the driver returns and before
     /// any task; a claimed worker waits here until its stop is over.
     pub(crate) fn after_unpark(&self) {
         self.wakeups.fetch_add(1, Ordering::Relaxed);
-        let backoff = Backoff::new();
-        loop {
-            match self
-                .park
-                .compare_exchange(PARKED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) | Err(RUNNING) => return,
-                Err(_claimed) => {
-                    if backoff.is_completed() {
-                        std::thread::park();
-                    } else {
-                        backoff.snooze();
-                    }
-                }
-            }
-        }
+        self.idle.after_unpark(std::thread::park);
     }
 
     /// Counts the worker as stopped without waking it, if it sleeps in its
@@ -224,21 +201,12 @@ impl Worker {
     /// stopper's lock so that a work queued concurrently either prevents the
     /// claim or is queued after it (and then runs after the stop).
     pub(crate) fn try_claim(&self) -> bool {
-        self.stopper
-            .if_idle(|| {
-                self.park
-                    .compare_exchange(PARKED, CLAIMED, Ordering::SeqCst, Ordering::SeqCst)
-                    .ok()
-            })
-            .is_some()
+        self.stopper.if_idle(|| self.idle.try_claim().then_some(())).is_some()
     }
 
     /// Ends a claim: the worker may run again.
     pub(crate) fn release(&self) {
-        let was = self
-            .park
-            .compare_exchange(CLAIMED, PARKED, Ordering::SeqCst, Ordering::SeqCst);
-        debug_assert!(was.is_ok(), "released a worker that was not claimed");
+        self.idle.release();
         self.unpark_thread();
     }
 
@@ -275,7 +243,7 @@ impl Worker {
 
     /// Whether the worker sleeps in its driver, claimed or not.
     pub(crate) fn is_idle(&self) -> bool {
-        self.park.load(Ordering::SeqCst) != RUNNING
+        self.idle.is_idle()
     }
 
     /// Whether the worker is online (its stopper takes works).
