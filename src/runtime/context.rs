@@ -31,10 +31,16 @@ pub(crate) fn set(local: Option<Rc<LocalWorker>>) {
 }
 
 /// Calls `f` with the current worker, if this thread is one.
+///
+/// The thread-local is only borrowed mutably by [`set`], at the start and
+/// end of a worker thread, so the shared borrow held across `f` (which may
+/// call back in here) never conflicts.
 pub(crate) fn with<R>(f: impl FnOnce(Option<&LocalWorker>) -> R) -> R {
-    match CURRENT.try_with(|c| c.borrow().clone()) {
-        Ok(Some(local)) => f(Some(&local)),
-        _ => f(None),
+    let mut f = Some(f);
+    match CURRENT.try_with(|c| (f.take().expect("called once"))(c.borrow().as_deref())) {
+        Ok(r) => r,
+        // The thread-local is gone (thread exit): not a worker any more.
+        Err(_) => (f.take().expect("not called yet"))(None),
     }
 }
 

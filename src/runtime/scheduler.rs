@@ -118,6 +118,12 @@ impl WorkerLoop {
                     return Poll::Pending;
                 }
             };
+            if runnable.metadata().is_aborted() {
+                // Dropping the runnable cancels the task: its handle resolves
+                // to a cancelled JoinError.
+                drop(runnable);
+                continue;
+            }
             worker.set_polling(Some(runnable.metadata()));
             runnable.run();
             polls += 1;

@@ -2,19 +2,35 @@
 
 use super::worker::Worker;
 use crate::error::JoinError;
+use crate::sync::atomic::{AtomicBool, Ordering};
 use futures::FutureExt;
-use futures::future::{AbortHandle, Abortable, Aborted};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 /// What every task carries: its id and where it was spawned.
 #[derive(Debug)]
 pub(crate) struct TaskInfo {
     pub(crate) id: u64,
     pub(crate) location: &'static Location<'static>,
+    /// Set by [`JoinHandle::abort`]: the scheduler drops the task instead of
+    /// polling it, which cancels it.
+    pub(crate) aborted: AtomicBool,
+}
+
+impl TaskInfo {
+    fn new(id: u64, location: &'static Location<'static>) -> TaskInfo {
+        TaskInfo { id, location, aborted: AtomicBool::new(false) }
+    }
+
+    /// Whether the task must be dropped rather than polled.
+    #[inline]
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
 }
 
 /// An owned permission to await a task's output, as tokio's.
@@ -33,9 +49,21 @@ pub(crate) struct TaskInfo {
 /// ```
 pub struct JoinHandle<T> {
     task: Option<async_task::FallibleTask<Result<T, JoinError>, TaskInfo>>,
-    abort: AbortHandle,
+    /// Wakes the task so that the scheduler sees an abort.
+    waker: Waker,
+    /// The task's metadata, in the task's own allocation.
+    info: NonNull<TaskInfo>,
     id: u64,
 }
+
+// SAFETY: `info` points at the `TaskInfo` inside the task's allocation,
+// which `waker` keeps alive as long as the handle exists; `TaskInfo` is
+// `Sync` (an id, a `&'static Location` and an atomic), so sharing the
+// pointer across threads is as safe as sharing `&TaskInfo`. The other
+// fields are `Send`/`Sync` when `T` is `Send`, as async-task's own handle.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: as for `Send`; `&JoinHandle` only reads `info` and wakes.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
 
 impl<T> JoinHandle<T> {
     /// Cancels the task: it is dropped at its next scheduling point (at once
@@ -55,7 +83,10 @@ impl<T> JoinHandle<T> {
     /// assert!(cancelled);
     /// ```
     pub fn abort(&self) {
-        self.abort.abort();
+        // SAFETY: see the field: `waker` keeps the allocation alive.
+        let info = unsafe { self.info.as_ref() };
+        info.aborted.store(true, Ordering::Release);
+        self.waker.wake_by_ref();
     }
 
     /// Whether the task has finished (completed, panicked or been cancelled).
@@ -131,33 +162,18 @@ impl Drop for Registered {
 }
 
 /// Wraps a task's future so that it removes itself from the worker's
-/// registry when dropped, can be aborted, and turns a panic into a
-/// [`JoinError`] instead of unwinding into the worker.
+/// registry when dropped and turns a panic into a [`JoinError`] instead of
+/// unwinding into the worker.
 fn wrap<F: Future>(
     worker: &Arc<Worker>,
     id: u64,
     fut: F,
-) -> (
-    impl Future<Output = Result<F::Output, JoinError>> + use<F>,
-    AbortHandle,
-) {
-    let (abort, registration) = AbortHandle::new_pair();
-    let registered = Registered {
-        worker: worker.clone(),
-        id,
-    };
-    let wrapped = async move {
+) -> impl Future<Output = Result<F::Output, JoinError>> + use<F> {
+    let registered = Registered { worker: worker.clone(), id };
+    async move {
         let _registered = registered;
-        match AssertUnwindSafe(Abortable::new(fut, registration))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(Aborted)) => Err(JoinError::cancelled(id)),
-            Err(payload) => Err(JoinError::panic(id, payload)),
-        }
-    };
-    (wrapped, abort)
+        AssertUnwindSafe(fut).catch_unwind().await.map_err(|payload| JoinError::panic(id, payload))
+    }
 }
 
 fn schedule_on(
@@ -170,18 +186,12 @@ fn schedule_on(
 fn adopt<T>(
     worker: &Arc<Worker>,
     id: u64,
-    (runnable, task): (
-        async_task::Runnable<TaskInfo>,
-        async_task::Task<Result<T, JoinError>, TaskInfo>,
-    ),
-    abort: AbortHandle,
+    (runnable, task): (async_task::Runnable<TaskInfo>, async_task::Task<Result<T, JoinError>, TaskInfo>),
 ) -> JoinHandle<T> {
+    let waker = runnable.waker();
+    let info = NonNull::from(task.metadata());
     worker.adopt(id, runnable);
-    JoinHandle {
-        task: Some(task.fallible()),
-        abort,
-        id,
-    }
+    JoinHandle { task: Some(task.fallible()), waker, info, id }
 }
 
 /// Spawns `fut` onto `worker`, from any thread.
@@ -195,10 +205,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let (wrapped, abort) = wrap(worker, id, fut);
-    let builder = async_task::Builder::new().metadata(TaskInfo { id, location });
+    let wrapped = wrap(worker, id, fut);
+    let builder = async_task::Builder::new().metadata(TaskInfo::new(id, location));
     let pair = builder.spawn(move |_| wrapped, schedule_on(worker));
-    adopt(worker, id, pair, abort)
+    adopt(worker, id, pair)
 }
 
 /// Spawns a `!Send` future onto `worker`.
@@ -218,8 +228,8 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let (wrapped, abort) = wrap(worker, id, fut);
-    let builder = async_task::Builder::new().metadata(TaskInfo { id, location });
+    let wrapped = wrap(worker, id, fut);
+    let builder = async_task::Builder::new().metadata(TaskInfo::new(id, location));
     let pair = builder.spawn_local(move |_| wrapped, schedule_on(worker));
-    adopt(worker, id, pair, abort)
+    adopt(worker, id, pair)
 }

@@ -9,8 +9,8 @@ use crate::stopper::Stopper;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, lock};
 use async_task::Runnable;
-use futures::task::AtomicWaker;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::sync::OnceLock;
 use std::task::Waker;
@@ -20,7 +20,27 @@ use std::thread::Thread;
 /// them, idle ones included, on the worker's own thread.
 struct Registry {
     closed: bool,
-    tasks: HashMap<u64, Waker>,
+    tasks: HashMap<u64, Waker, BuildHasherDefault<IdHasher>>,
+}
+
+/// Task ids are unique counters: they are their own hash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
 }
 
 /// The state of one worker shared with every other thread.
@@ -30,10 +50,14 @@ pub(crate) struct Worker {
     pub(crate) cpu: Option<usize>,
     pub(crate) stopper: Stopper,
     remote: Mutex<VecDeque<Runnable<TaskInfo>>>,
+    /// Whether `remote` may hold tasks: lets the scheduler skip the lock.
+    remote_pending: AtomicBool,
     /// Set by whoever wakes the scheduler loop, cleared by the loop before
     /// it drains its queues: one wake-up per tick at most.
     notified: AtomicBool,
-    waker: AtomicWaker,
+    /// The scheduler loop's tokio task waker, which never changes: set at
+    /// its first poll and woken by reference, with no per-tick registration.
+    waker: OnceLock<Waker>,
     idle: IdleState,
     /// The thread is blocked in a stop call or offline and must be
     /// unparked, not just notified, when work arrives.
@@ -63,8 +87,9 @@ impl Worker {
             cpu,
             stopper: Stopper::new(),
             remote: Mutex::new(VecDeque::new()),
+            remote_pending: AtomicBool::new(false),
             notified: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
+            waker: OnceLock::new(),
             idle: IdleState::new(),
             blocking: AtomicBool::new(false),
             thread: OnceLock::new(),
@@ -73,7 +98,7 @@ impl Worker {
             offline_ack: Mutex::new(None),
             registry: Mutex::new(Registry {
                 closed: false,
-                tasks: HashMap::new(),
+                tasks: HashMap::default(),
             }),
             current_task: AtomicU64::new(0),
             current_location: AtomicPtr::new(std::ptr::null_mut()),
@@ -96,7 +121,10 @@ impl Worker {
             _ => Some(runnable),
         });
         if let Some(runnable) = runnable {
-            lock(&self.remote).push_back(runnable);
+            let mut remote = lock(&self.remote);
+            remote.push_back(runnable);
+            self.remote_pending.store(true, Ordering::Release);
+            drop(remote);
             self.notify();
         }
     }
@@ -135,7 +163,11 @@ impl Worker {
 
     /// Moves every remotely scheduled task to the local queue.
     pub(crate) fn take_remote(&self, local: &mut VecDeque<Runnable<TaskInfo>>) {
+        if !self.has_remote() {
+            return;
+        }
         let mut remote = lock(&self.remote);
+        self.remote_pending.store(false, Ordering::Relaxed);
         if local.is_empty() {
             std::mem::swap(&mut *remote, local);
         } else {
@@ -143,21 +175,27 @@ impl Worker {
         }
     }
 
-    /// Whether work for this worker's scheduler is queued remotely.
+    /// Whether work for this worker's scheduler may be queued remotely: one
+    /// atomic load, the flag being set under the queue's lock after a push.
     pub(crate) fn has_remote(&self) -> bool {
-        !lock(&self.remote).is_empty()
+        self.remote_pending.load(Ordering::Acquire)
     }
 
     /// Called by the scheduler loop at the start of each tick.
     pub(crate) fn begin_tick(&self, waker: &Waker) {
-        self.waker.register(waker);
+        // Set before clearing `notified`: a notifier that sees the flag
+        // clear also sees the waker.
+        let registered = self.waker.get_or_init(|| waker.clone());
+        debug_assert!(registered.will_wake(waker), "the scheduler loop's waker changed");
         self.notified.store(false, Ordering::SeqCst);
     }
 
     /// Makes sure the worker looks at its queues and stopper soon.
     pub(crate) fn notify(&self) {
-        if !self.notified.swap(true, Ordering::SeqCst) {
-            self.waker.wake();
+        if !self.notified.swap(true, Ordering::SeqCst)
+            && let Some(waker) = self.waker.get()
+        {
+            waker.wake_by_ref();
         }
         if self.blocking.load(Ordering::SeqCst) {
             self.unpark_thread();
