@@ -9,14 +9,16 @@
 //!
 //! Run: `cargo bench --bench runtime`.
 
+mod common;
+
+use common::{bench_floors, pin_to};
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
 use std::future::Future;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use stop_machine::Runtime;
 use tokio::sync::Notify;
@@ -69,21 +71,6 @@ where
     F: Future<Output = Duration> + Send + 'static,
 {
     rt.block_on(async { tokio::spawn(body).await.expect("bench task") })
-}
-
-/// Pins the calling thread to `cpu`; silently does nothing where that CPU is
-/// not allowed (the floors are then unpinned).
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set, `cpu` is checked
-    // against CPU_SETSIZE, and the set outlives the call.
-    unsafe {
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return;
-        }
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
 }
 
 /// Spawns `n` trivial tasks with `spawn`, then awaits every handle.
@@ -234,12 +221,12 @@ fn yield_ping_pong(c: &mut Criterion) {
     g.finish();
 }
 
-/// The two halves of a Notify ping-pong: `serve` answers `n` pings,
-/// `ping` sends `n` and returns how long the round trips took.
+/// The ping and pong signals of a Notify ping-pong.
 fn notify_pair() -> (Arc<Notify>, Arc<Notify>) {
     (Arc::new(Notify::new()), Arc::new(Notify::new()))
 }
 
+/// Answers `n` pings.
 async fn serve(ping: Arc<Notify>, pong: Arc<Notify>, n: u64) {
     for _ in 0..n {
         ping.notified().await;
@@ -247,6 +234,7 @@ async fn serve(ping: Arc<Notify>, pong: Arc<Notify>, n: u64) {
     }
 }
 
+/// Sends `n` pings, each awaiting its pong; returns how long the round trips took.
 async fn ping(ping: Arc<Notify>, pong: Arc<Notify>, n: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..n {
@@ -384,103 +372,9 @@ fn stop_one_cpu(c: &mut Criterion) {
     g.finish();
 }
 
-/// The other thread's handle, once it has published it.
-fn wait_for(slot: &OnceLock<Thread>) -> &Thread {
-    loop {
-        if let Some(t) = slot.get() {
-            return t;
-        }
-        std::thread::yield_now();
-    }
-}
-
-/// Runs `a` on a thread pinned to CPU 0 and `b` on one pinned to CPU 1 and
-/// returns what `a` measured; thread creation is not timed.
-fn on_two_cpus(a: impl FnOnce() -> Duration + Send, b: impl FnOnce() + Send) -> Duration {
-    std::thread::scope(|s| {
-        let other = s.spawn(move || {
-            pin_to(1);
-            b()
-        });
-        let d = s
-            .spawn(move || {
-                pin_to(0);
-                a()
-            })
-            .join()
-            .expect("floor thread");
-        other.join().expect("floor thread");
-        d
-    })
-}
-
 fn floors(c: &mut Criterion) {
     let mut g = group(c, "floor", ROUND_TRIPS);
-
-    // Two spinning threads on CPUs 0 and 1 bouncing one cache line: the fastest cross-CPU round trip.
-    g.bench_function("cache_line_round_trip", |b| {
-        b.iter_custom(|iters| {
-            let n = iters * ROUND_TRIPS;
-            let line = AtomicU64::new(0);
-            let line = &line;
-            on_two_cpus(
-                move || {
-                    let start = Instant::now();
-                    for i in 0..n {
-                        line.store(2 * i + 1, Ordering::Release);
-                        while line.load(Ordering::Acquire) != 2 * i + 2 {
-                            std::hint::spin_loop();
-                        }
-                    }
-                    start.elapsed()
-                },
-                move || {
-                    for i in 0..n {
-                        while line.load(Ordering::Acquire) != 2 * i + 1 {
-                            std::hint::spin_loop();
-                        }
-                        line.store(2 * i + 2, Ordering::Release);
-                    }
-                },
-            )
-        })
-    });
-
-    // Two threads on CPUs 0 and 1 trading park/unpark: the floor of any round trip that wakes a sleeper.
-    g.bench_function("park_unpark_round_trip", |b| {
-        b.iter_custom(|iters| {
-            let n = iters * ROUND_TRIPS;
-            let turn = AtomicU64::new(0);
-            let (a_thread, b_thread) = (OnceLock::new(), OnceLock::new());
-            let (turn, a_thread, b_thread) = (&turn, &a_thread, &b_thread);
-            on_two_cpus(
-                move || {
-                    let _ = a_thread.set(std::thread::current());
-                    let other = wait_for(b_thread);
-                    let start = Instant::now();
-                    for i in 0..n {
-                        turn.store(2 * i + 1, Ordering::Release);
-                        other.unpark();
-                        while turn.load(Ordering::Acquire) != 2 * i + 2 {
-                            std::thread::park();
-                        }
-                    }
-                    start.elapsed()
-                },
-                move || {
-                    let _ = b_thread.set(std::thread::current());
-                    let other = wait_for(a_thread);
-                    for i in 0..n {
-                        while turn.load(Ordering::Acquire) != 2 * i + 1 {
-                            std::thread::park();
-                        }
-                        turn.store(2 * i + 2, Ordering::Release);
-                        other.unpark();
-                    }
-                },
-            )
-        })
-    });
+    bench_floors(&mut g, ROUND_TRIPS);
     g.finish();
 }
 

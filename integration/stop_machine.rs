@@ -354,6 +354,10 @@ fn hotplug_parks_tasks_and_stops_count_only_online_workers() {
         assert_eq!(b(h.stop_cpus(&CpuMask::full(3), |w| w)), Ok(vec![(0, 0), (1, 1)]));
         assert_eq!(b(h.stop_machine(|w| w, Some(&CpuMask::full(3)))), Ok(0));
         assert!(!ran.load(Ordering::SeqCst), "a task ran on an offline worker");
+        // Spawning from outside skips the offline worker: block_on completes.
+        for _ in 0..6 {
+            assert_ne!(rt.block_on(async { stop_machine::current_worker() }), Some(2));
+        }
         b(h.unpark_worker(2)).unwrap();
         b(task).unwrap();
         assert!(ran.load(Ordering::SeqCst));

@@ -1,8 +1,7 @@
 //! Completion counting for stop works, the kernel's `cpu_stop_done`.
 
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use crate::sync::{Mutex, lock};
-use futures::task::AtomicWaker;
+use crate::sync::{AtomicWaker, Mutex, lock};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -110,3 +109,7 @@ impl Future for Wait<'_> {
         }
     }
 }
+
+#[cfg(all(test, stop_machine_loom))]
+#[path = "loom/completion.rs"]
+mod loom_tests;

@@ -27,6 +27,7 @@ mod error;
 mod hotplug;
 mod multi_stop;
 mod runtime;
+mod stats;
 mod stop_core;
 mod stop_cpus;
 mod stop_lock;
@@ -43,6 +44,7 @@ pub use runtime::handle::{Handle, TryCurrentError, current_worker, spawn, spawn_
 pub use runtime::runtime::Runtime;
 pub use runtime::scheduler::safepoint;
 pub use runtime::task::JoinHandle;
+pub use stats::{KindStats, Latency, Stats, StopKind, WorkerStats};
 pub use stop_core::stop_core;
 pub use stop_cpus::{stop_cpus, try_stop_cpus};
 pub use stop_machine::{stop_machine, stop_machine_blocking, stop_two_cpus};

@@ -7,9 +7,8 @@ use crate::cpumask::CpuMask;
 use crate::error::StopError;
 use crate::stop_one::run_caught;
 use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use crate::sync::{Arc, Mutex, lock};
-use crossbeam_utils::Backoff;
-use std::thread::Thread;
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Arc, Backoff, Mutex, lock};
 use std::time::Instant;
 
 /// The phases of a multi-worker stop.
@@ -45,6 +44,19 @@ impl State {
     }
 }
 
+/// When a stop reached each phase.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Timeline {
+    /// Each participant's arrival in PREPARE.
+    pub(crate) arrivals: Vec<(usize, Instant)>,
+    /// Everyone acknowledged DISABLE_IRQ: the world is stopped.
+    pub(crate) run_start: Option<Instant>,
+    /// Everyone acknowledged RUN.
+    pub(crate) run_end: Option<Instant>,
+    /// The last participant left its stopper.
+    pub(crate) last_left: Option<Instant>,
+}
+
 /// One multi-worker stop: the kernel's `struct multi_stop_data`.
 pub(crate) struct MultiStop<F, R> {
     f: F,
@@ -56,8 +68,11 @@ pub(crate) struct MultiStop<F, R> {
     threads: Mutex<Vec<Thread>>,
     results: Mutex<Vec<(usize, R)>>,
     error: Mutex<Option<StopError>>,
-    /// Workers that reached PREPARE: the others are the stragglers.
-    arrived: Mutex<CpuMask>,
+    /// When each phase was reached, for the stop's statistics; the workers
+    /// that reached PREPARE (the others are the stragglers).
+    timeline: Mutex<Timeline>,
+    /// The stop's tracing span: phase events are its children.
+    span: tracing::Span,
     /// When waiting participants give up on the stragglers.
     deadline: Option<Instant>,
     /// Ended early when the stop is abandoned, so the caller returns then.
@@ -83,7 +98,8 @@ where
             threads: Mutex::new(Vec::new()),
             results: Mutex::new(Vec::new()),
             error: Mutex::new(None),
-            arrived: Mutex::new(CpuMask::new()),
+            timeline: Mutex::new(Timeline::default()),
+            span: tracing::Span::none(),
             deadline,
             done,
         }
@@ -102,6 +118,7 @@ where
     }
 
     fn set_state(&self, next: State) {
+        self.reached(next);
         // The count is reset before the new state is published (Release), so
         // whoever sees the state sees the fresh count: the kernel's smp_wmb.
         self.ack
@@ -138,7 +155,31 @@ where
         );
         if advanced.is_ok() {
             self.wake_all();
+            self.reached(State::DisableIrq);
         }
+    }
+
+    /// Records when `state` was reached, and says so at `trace` level.
+    fn reached(&self, state: State) {
+        let now = Instant::now();
+        let mut timeline = lock(&self.timeline);
+        match state {
+            State::Run => timeline.run_start = Some(now),
+            State::Exit => timeline.run_end = Some(now),
+            _ => {}
+        }
+        drop(timeline);
+        tracing::trace!(parent: &self.span, phase = ?state, "stop phase");
+    }
+
+    /// Makes `span` the parent of the phase events.
+    pub(crate) fn set_span(&mut self, span: tracing::Span) {
+        self.span = span;
+    }
+
+    /// When each phase was reached.
+    pub(crate) fn timeline(&self) -> Timeline {
+        lock(&self.timeline).clone()
     }
 
     /// Gives up on the stragglers if the stop is still in PREPARE: nobody
@@ -163,7 +204,8 @@ where
 
     /// The participants that had not reached PREPARE.
     pub(crate) fn stragglers(&self, participants: &CpuMask) -> CpuMask {
-        participants - &*lock(&self.arrived)
+        let arrived: CpuMask = lock(&self.timeline).arrivals.iter().map(|(w, _)| *w).collect();
+        participants - &arrived
     }
 
     /// A participant's side: follow the states to EXIT, running `f` in RUN
@@ -181,7 +223,7 @@ where
             if state != current {
                 current = state;
                 if state == State::Prepare {
-                    lock(&self.arrived).insert(worker);
+                    lock(&self.timeline).arrivals.push((worker, Instant::now()));
                 }
                 if state == State::Run && self.active.contains(worker) {
                     match run_caught(|| (self.f)(worker)) {
@@ -195,6 +237,9 @@ where
                     self.ack_state(state);
                 }
                 if state == State::Exit {
+                    let left = Instant::now();
+                    let mut timeline = lock(&self.timeline);
+                    timeline.last_left = timeline.last_left.max(Some(left));
                     return;
                 }
                 backoff.reset();
@@ -205,10 +250,10 @@ where
                         if now >= deadline {
                             self.abandon();
                         } else {
-                            std::thread::park_timeout(deadline - now);
+                            thread::park_timeout(deadline - now);
                         }
                     }
-                    _ => std::thread::park(),
+                    _ => thread::park(),
                 }
             } else {
                 backoff.snooze();
@@ -226,3 +271,7 @@ where
         Ok(results)
     }
 }
+
+#[cfg(all(test, stop_machine_loom))]
+#[path = "loom/multi_stop.rs"]
+mod loom_tests;

@@ -5,15 +5,17 @@ use crate::completion::Completion;
 use crate::cpumask::CpuMask;
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
+use crate::stats::{Measured, StopKind};
 use crate::stop_lock::StopGuard;
 use crate::stop_machine::{queue_on, validate};
 use crate::stop_one::run_caught;
 use crate::sync::{Arc, Mutex, lock};
 use std::future::Future;
 use std::panic::Location;
+use std::time::{Duration, Instant};
 
 /// What each worker of a `stop_cpus` leaves behind.
-type Results<R> = Arc<Mutex<(Vec<(usize, R)>, Option<StopError>)>>;
+type Results<R> = Arc<Mutex<(Vec<(usize, R)>, Option<StopError>, Vec<(usize, Instant, Instant)>)>>;
 
 impl Handle {
     /// Runs `f(worker)` on every online worker of `mask` with the highest
@@ -111,16 +113,19 @@ where
     F: Fn(usize) -> R + Send + Sync + 'static,
     R: Send + 'static,
 {
+    let requested = Instant::now();
     let f = Arc::new(f);
-    let results: Results<R> = Arc::new(Mutex::new((Vec::new(), None)));
+    let results: Results<R> = Arc::new(Mutex::new((Vec::new(), None, Vec::new())));
     let done = Arc::new(Completion::new(mask.weight()));
     let (queued, refused) = {
         let order = lock(&handle.shared.queue_lock);
         queue_on(handle, &order, mask.iter(), &done, "stop_cpus", caller, |w| {
             let (f, results, done) = (f.clone(), results.clone(), done.clone());
             Box::new(move || {
+                let start = Instant::now();
                 let out = run_caught(|| f(w));
                 let mut results = lock(&results);
+                results.2.push((w, start, Instant::now()));
                 match out {
                     Ok(r) => results.0.push((w, r)),
                     Err(e) => {
@@ -140,7 +145,8 @@ where
     if queued.is_empty() {
         return Err(refused.unwrap_or(StopError::Offline));
     }
-    let (mut values, error) = std::mem::take(&mut *lock(&results));
+    let (mut values, error, times) = std::mem::take(&mut *lock(&results));
+    record_cpus(handle, requested, &times, error.is_none());
     if let Some(e) = error {
         return Err(e);
     }
@@ -204,4 +210,28 @@ where
     R: Send + 'static,
 {
     Handle::current().try_stop_cpus(mask, f)
+}
+
+/// Records a `stop_cpus`: stopped from the first worker's start to the last
+/// one's end; each worker restarts as soon as its own call returns.
+fn record_cpus(handle: &Handle, requested: Instant, times: &[(usize, Instant, Instant)], ok: bool) {
+    let (Some(first), Some(last_start), Some(last_end)) = (
+        times.iter().map(|t| t.1).min(),
+        times.iter().map(|t| t.1).max(),
+        times.iter().map(|t| t.2).max(),
+    ) else {
+        return;
+    };
+    handle.shared.stats.record(Measured {
+        kind: StopKind::Cpus,
+        ok,
+        to_stop: last_start - requested,
+        stopped: last_end.saturating_duration_since(first),
+        restart: Duration::ZERO,
+        arrivals: times
+            .iter()
+            .map(|(w, start, _)| (*w, *start - requested))
+            .collect(),
+        claimed: Vec::new(),
+    });
 }

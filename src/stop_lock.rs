@@ -71,3 +71,7 @@ impl Drop for StopGuard {
         }
     }
 }
+
+#[cfg(all(test, stop_machine_loom))]
+#[path = "loom/stop_lock.rs"]
+mod loom_tests;

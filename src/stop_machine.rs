@@ -7,9 +7,10 @@ use crate::cpumask::CpuMask;
 use crate::error::StopError;
 use crate::error::Straggler;
 use crate::multi_stop::MultiStop;
-use crate::multi_stop::State;
+use crate::multi_stop::{State, Timeline};
 use crate::runtime::handle::Handle;
 use crate::runtime::worker::Worker;
+use crate::stats::{Measured, StopKind};
 use crate::stop_lock::StopGuard;
 use crate::stopper::StopWork;
 use crate::sync::{Arc, Mutex, MutexGuard, lock};
@@ -92,16 +93,44 @@ where
 {
     let requested = Instant::now();
     let done = Arc::new(Completion::new(plan.participants.weight()));
-    let ms = Arc::new(MultiStop::new(
+    let span = tracing::debug_span!(
+        "stop",
+        kind = plan.kind,
+        caller = %plan.caller,
+        mask = %plan.participants,
+        active = %plan.active
+    );
+    let mut ms = MultiStop::new(
         f,
         plan.active.clone(),
         plan.timeout.map(|t| requested + t),
         done.clone(),
-    ));
+    );
+    ms.set_span(span.clone());
+    let ms = Arc::new(ms);
     let polls: Vec<u64> = handle.shared.workers.iter().map(|w| w.poll_seq()).collect();
+    let polling: Vec<_> = handle.shared.workers.iter().map(|w| w.polling()).collect();
     let (claimed, queued, refused) = {
         // Claims and queueing form one step in the queueing order.
         let order = lock(&handle.shared.queue_lock);
+        // All or nothing: hotplug flips a stopper's `enabled` under this
+        // lock, so a participant found online here takes its work; one that
+        // is not makes the whole stop fail before anything is queued.
+        if let Some(w) = plan
+            .participants
+            .iter()
+            .find(|w| !handle.shared.workers[*w].is_online())
+        {
+            drop(order);
+            let shutting_down = handle.shared.workers[w]
+                .shutdown
+                .load(crate::sync::atomic::Ordering::SeqCst);
+            return Err(if shutting_down {
+                StopError::Shutdown
+            } else {
+                StopError::Offline
+            });
+        }
         let claimed: Vec<Arc<Worker>> = if plan.claim_idle {
             plan.participants
                 .iter()
@@ -136,6 +165,7 @@ where
     for w in &queued {
         w.notify();
     }
+    let claimed_ids: Vec<usize> = claimed.iter().map(|w| w.index).collect();
     done.on_complete(move || {
         for w in &claimed {
             w.release();
@@ -153,7 +183,9 @@ where
             }
         }
     }
+    let kind = stop_kind(plan.kind);
     if ms.state() == State::Abandoned {
+        handle.shared.stats.record(Measured::failed(kind));
         let waited: CpuMask = queued.iter().map(|w| w.index).collect();
         let stragglers = ms
             .stragglers(&waited)
@@ -166,9 +198,78 @@ where
         return Err(StopError::TimedOut { stragglers });
     }
     if let Some(e) = refused {
+        handle.shared.stats.record(Measured::failed(kind));
         return Err(e);
     }
-    ms.take_results()
+    let results = ms.take_results();
+    let timeline = ms.timeline();
+    record(handle, kind, &timeline, requested, claimed_ids, results.is_ok());
+    if let Some(threshold) = handle.shared.config.slow_stop {
+        warn_if_slow(&span, threshold, &timeline, requested, &polling);
+    }
+    results
+}
+
+fn stop_kind(kind: &str) -> StopKind {
+    match kind {
+        "stop_two_cpus" => StopKind::Two,
+        "stop_core" | "stop_node" => StopKind::Core,
+        _ => StopKind::Machine,
+    }
+}
+
+/// Records a finished multi-worker stop's three timings.
+fn record(handle: &Handle, kind: StopKind, t: &Timeline, requested: Instant, claimed: Vec<usize>, ok: bool) {
+    let end = Instant::now();
+    let run_start = t.run_start.unwrap_or(end);
+    let run_end = t.run_end.unwrap_or(end);
+    handle.shared.stats.record(Measured {
+        kind,
+        ok,
+        to_stop: run_start.saturating_duration_since(requested),
+        stopped: run_end.saturating_duration_since(run_start),
+        restart: t.last_left.unwrap_or(end).saturating_duration_since(run_end),
+        arrivals: t
+            .arrivals
+            .iter()
+            .map(|(w, at)| (*w, at.saturating_duration_since(requested)))
+            .collect(),
+        claimed,
+    });
+}
+
+/// Warns about a stop that took longer than `threshold`, naming the worker
+/// that arrived last and the task it was polling when the stop was asked.
+fn warn_if_slow(
+    span: &tracing::Span,
+    threshold: Duration,
+    t: &Timeline,
+    requested: Instant,
+    polling: &[Option<(u64, &'static Location<'static>)>],
+) {
+    let total = t
+        .last_left
+        .unwrap_or_else(Instant::now)
+        .saturating_duration_since(requested);
+    if total <= threshold {
+        return;
+    }
+    let Some(&(slowest, arrived)) = t.arrivals.iter().max_by_key(|(_, at)| *at) else {
+        return;
+    };
+    let waited = arrived.saturating_duration_since(requested);
+    match polling.get(slowest).copied().flatten() {
+        Some((task, at)) => tracing::warn!(
+            parent: span,
+            ?total, slowest_worker = slowest, ?waited, task, spawned_at = %at,
+            "slow stop: worker {slowest} took {waited:?} to reach its stopper, polling task {task} spawned at {at}"
+        ),
+        None => tracing::warn!(
+            parent: span,
+            ?total, slowest_worker = slowest, ?waited,
+            "slow stop: worker {slowest} took {waited:?} to reach its stopper"
+        ),
+    }
 }
 
 /// Names what `worker` was doing instead of reaching its stopper.
@@ -185,8 +286,9 @@ fn straggler(worker: &Worker, polls_at_request: u64, requested: Instant) -> Stra
 
 /// A future that resolves at `deadline`: a tokio timer on our own workers,
 /// a sleeping helper thread elsewhere (a caller on a foreign executor or a
-/// plain thread has no timer we may use). Either way it fires even when
-/// every worker is stuck, so a caller with a deadline always returns.
+/// plain thread has no timer we may use). A timer on a worker cannot fire
+/// while that worker is itself held in the stop; then the participants that
+/// have arrived enforce the deadline instead (`MultiStop::participate`).
 fn timer(deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     if crate::current_worker().is_some() {
         return Box::pin(tokio::time::sleep_until(deadline.into()));

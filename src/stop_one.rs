@@ -3,9 +3,11 @@
 use crate::completion::Completion;
 use crate::error::{StopError, panic_message};
 use crate::runtime::handle::Handle;
+use crate::stats::{Measured, StopKind};
 use crate::stopper::{Refused, StopWork};
 use crate::sync::{Arc, Mutex, lock};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::time::{Duration, Instant};
 
 impl From<Refused> for StopError {
     fn from(r: Refused) -> StopError {
@@ -67,10 +69,15 @@ impl Handle {
             let target = handle.worker(worker)?;
             let done = Arc::new(Completion::new(1));
             let slot: Arc<Mutex<Option<Result<R, StopError>>>> = Arc::new(Mutex::new(None));
+            let requested = Instant::now();
+            let times = Arc::new(Mutex::new((requested, requested)));
             let work = {
-                let (done, slot) = (done.clone(), slot.clone());
+                let (done, slot, times) = (done.clone(), slot.clone(), times.clone());
                 StopWork::new("stop_one_cpu", caller, move || {
-                    *lock(&slot) = Some(run_caught(f));
+                    let start = Instant::now();
+                    let out = run_caught(f);
+                    *lock(&times) = (start, Instant::now());
+                    *lock(&slot) = Some(out);
                     done.signal();
                 })
             };
@@ -80,8 +87,18 @@ impl Handle {
                 .map_err(|(refused, _)| StopError::from(refused))?;
             target.notify();
             done.wait().await;
-            let out = lock(&slot).take();
-            out.expect("stop work signalled without a result")
+            let out = lock(&slot).take().expect("stop work signalled without a result");
+            let (start, end) = *lock(&times);
+            handle.shared.stats.record(Measured {
+                kind: StopKind::One,
+                ok: out.is_ok(),
+                to_stop: start - requested,
+                stopped: end - start,
+                restart: Duration::ZERO,
+                arrivals: vec![(worker, start - requested)],
+                claimed: Vec::new(),
+            });
+            out
         }
     }
 

@@ -205,3 +205,7 @@ impl Stopper {
         lock(&self.inner).works.len()
     }
 }
+
+#[cfg(all(test, stop_machine_loom))]
+#[path = "loom/stopper.rs"]
+mod loom_tests;

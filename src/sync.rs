@@ -1,14 +1,49 @@
 //! The synchronization primitives the stop protocols are built from.
 //!
-//! Every protocol type imports its atomics, locks and `Arc` from here, never
-//! from `std` directly, so that `RUSTFLAGS="--cfg loom"` swaps in loom's
-//! model-checked versions and the very same code is explored by the model
-//! checker (the same arrangement as tokio's `loom` shim).
+//! Every protocol type imports its atomics, locks, `Arc`, thread parking,
+//! spin backoff and waker slot from here, never from `std` directly, so that
+//! `RUSTFLAGS="--cfg stop_machine_loom"` swaps in loom's model-checked
+//! versions and the very same code is explored by the model checker (the
+//! same arrangement as tokio's `loom` shim; a crate-specific cfg because
+//! `--cfg loom` would switch tokio to its own loom paths). `.ci/loom` runs
+//! the models.
 
-#[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, atomic};
-#[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard, atomic};
+#[cfg(stop_machine_loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard, atomic};
+#[cfg(not(stop_machine_loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard, atomic};
+// `Arc` stays std's under loom too: its count is no part of any protocol
+// here, and loom's cannot be a method receiver (`self: &Arc<Self>`) nor
+// become a `Waker`.
+pub(crate) use std::sync::Arc;
+
+#[cfg(stop_machine_loom)]
+pub(crate) use self::loom_shim::AtomicWaker;
+#[cfg(not(stop_machine_loom))]
+pub(crate) use futures::task::AtomicWaker;
+
+#[cfg(stop_machine_loom)]
+pub(crate) use self::loom_shim::Backoff;
+#[cfg(not(stop_machine_loom))]
+pub(crate) use crossbeam_utils::Backoff;
+
+/// Threads as the protocols see them: who to unpark, and how to sleep.
+pub(crate) mod thread {
+    #[cfg(stop_machine_loom)]
+    pub(crate) use loom::thread::{Thread, current, park};
+    // `current`: how a worker thread records itself (unused until the
+    // runtime's builder takes it from here rather than from `std`).
+    #[cfg(not(stop_machine_loom))]
+    #[allow(unused_imports)]
+    pub(crate) use std::thread::{Thread, current, park, park_timeout};
+
+    /// Under loom a timed park is a yield: `park_timeout` may return at any
+    /// moment (spuriously or at the deadline), and loom has no clock.
+    #[cfg(stop_machine_loom)]
+    pub(crate) fn park_timeout(_dur: std::time::Duration) {
+        loom::thread::yield_now();
+    }
+}
 
 /// Locks `m`, ignoring poisoning.
 ///
@@ -21,3 +56,54 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+/// What loom lacks or spells differently.
+#[cfg(stop_machine_loom)]
+mod loom_shim {
+    use std::task::Waker;
+
+    /// futures' `AtomicWaker` (`register` by reference) over loom's.
+    pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(crate) fn new() -> AtomicWaker {
+            AtomicWaker(loom::future::AtomicWaker::new())
+        }
+
+        pub(crate) fn register(&self, waker: &Waker) {
+            self.0.register_by_ref(waker);
+        }
+
+        pub(crate) fn wake(&self) {
+            self.0.wake();
+        }
+    }
+
+    /// crossbeam's `Backoff` for the model checker: the spin phase is over
+    /// at once, so every wait goes straight to the `park` that follows it,
+    /// where a lost wake-up shows as a deadlock. Spinning only re-reads what
+    /// the wait loops re-check anyway, and would multiply the executions to
+    /// explore; a waiter that sees the change without sleeping is still
+    /// explored, as a `park` returning at once on an earlier unpark's token.
+    pub(crate) struct Backoff(());
+
+    impl Backoff {
+        pub(crate) fn new() -> Backoff {
+            Backoff(())
+        }
+
+        pub(crate) fn reset(&self) {}
+
+        pub(crate) fn snooze(&self) {
+            loom::thread::yield_now();
+        }
+
+        pub(crate) fn is_completed(&self) -> bool {
+            true
+        }
+    }
+}
+
+#[cfg(all(test, stop_machine_loom))]
+#[path = "loom/model.rs"]
+pub(crate) mod loom_model;

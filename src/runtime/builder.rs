@@ -15,6 +15,7 @@ pub(crate) struct Config {
     pub(crate) event_interval: u32,
     pub(crate) stop_timeout: Option<std::time::Duration>,
     pub(crate) stop_a_lot: Option<u32>,
+    pub(crate) slow_stop: Option<std::time::Duration>,
 }
 
 /// Builds a [`Runtime`] with custom settings, in the manner of
@@ -44,6 +45,7 @@ pub struct Builder {
     per_core: bool,
     stop_timeout: Option<std::time::Duration>,
     stop_a_lot: Option<u32>,
+    slow_stop: Option<std::time::Duration>,
 }
 
 impl Default for Builder {
@@ -71,6 +73,7 @@ impl Builder {
             cpus: None,
             per_core: false,
             stop_timeout: None,
+            slow_stop: Some(std::time::Duration::from_millis(10)),
             stop_a_lot: std::env::var("STOP_MACHINE_STOP_A_LOT")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -225,6 +228,24 @@ impl Builder {
         self
     }
 
+    /// Logs a `tracing` warning for every stop that took longer than
+    /// `threshold` from request to restart, naming the slowest worker and
+    /// the task it was polling when the stop was requested (default 10 ms;
+    /// `None` turns it off).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = stop_machine::Builder::new().workers(1).pin(false).slow_stop_warning(None).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn slow_stop_warning(&mut self, threshold: Option<std::time::Duration>) -> &mut Builder {
+        self.slow_stop = threshold;
+        self
+    }
+
     /// Starts the workers and waits until each runs.
     ///
     /// # Errors
@@ -269,6 +290,7 @@ impl Builder {
             event_interval: self.event_interval,
             stop_timeout: self.stop_timeout,
             stop_a_lot: self.stop_a_lot,
+            slow_stop: self.slow_stop,
         };
         let handle = Handle {
             shared: Arc::new(Shared::new(workers, placement, config)),

@@ -29,12 +29,15 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     /// Stop-a-lot mode: one of its stops is on its way.
     pub(crate) stop_a_lot_inflight: AtomicBool,
+    /// What every stop cost.
+    pub(crate) stats: crate::stats::Recorder,
 }
 
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Shared {
     pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
+        let stats = crate::stats::Recorder::new(workers.len());
         Shared {
             workers: workers.into_boxed_slice(),
             stop_lock: Arc::new(crate::stop_lock::StopLock::new()),
@@ -44,6 +47,7 @@ impl Shared {
             config,
             shutdown: AtomicBool::new(false),
             stop_a_lot_inflight: AtomicBool::new(false),
+            stats,
         }
     }
 }
@@ -167,6 +171,34 @@ impl Handle {
         &self.shared.placement
     }
 
+    /// Counters and latency histograms of every stop so far: time to stop,
+    /// time stopped and time to restart, by kind and by worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+    /// rt.handle().stop_machine_blocking(|_| (), None).unwrap();
+    /// assert_eq!(rt.handle().stats().kind(stop_machine::StopKind::Machine).count, 1);
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Clears the [`stats`](Handle::stats).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// rt.handle().stop_machine_blocking(|_| (), None).unwrap();
+    /// rt.handle().reset_stats();
+    /// assert_eq!(rt.handle().stats().kind(stop_machine::StopKind::Machine).count, 0);
+    /// ```
+    pub fn reset_stats(&self) {
+        self.shared.stats.reset();
+    }
+
     /// Whether worker `worker` is online (not parked by [`park_worker`]).
     ///
     /// [`park_worker`]: Handle::park_worker
@@ -183,7 +215,7 @@ impl Handle {
     }
 
     /// Spawns a task: on the current worker when called from one of this
-    /// runtime's workers, otherwise on the workers in turn.
+    /// runtime's workers, otherwise on the online workers in turn.
     ///
     /// # Examples
     ///
@@ -203,9 +235,7 @@ impl Handle {
                 .filter(|l| Arc::ptr_eq(&l.handle.shared, &self.shared))
                 .map(|l| l.worker.index)
         });
-        let worker = here.unwrap_or_else(|| {
-            self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % self.shared.workers.len()
-        });
+        let worker = here.unwrap_or_else(|| self.next_online_worker());
         self.spawn_on(worker, fut)
     }
 
@@ -287,6 +317,17 @@ impl Handle {
             return Err(crate::StopError::Shutdown);
         }
         Ok(())
+    }
+
+    /// The next worker in turn, skipping offline ones (their tasks would wait
+    /// until they are back); any worker when all are offline.
+    fn next_online_worker(&self) -> usize {
+        let n = self.shared.workers.len();
+        let start = self.shared.next_worker.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|w| self.shared.workers[*w].is_online())
+            .unwrap_or(start % n)
     }
 
     /// The index of the calling worker if it belongs to this runtime.

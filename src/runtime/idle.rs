@@ -1,8 +1,8 @@
 //! The handshake that lets a stop count a worker asleep in its driver as
 //! stopped without waking it (as Go's runtime claims idle Ps).
 
+use crate::sync::Backoff;
 use crate::sync::atomic::{AtomicU8, Ordering};
-use crossbeam_utils::Backoff;
 
 /// The worker runs (tasks, stop works, or is between them).
 const RUNNING: u8 = 0;
@@ -26,7 +26,9 @@ pub(crate) struct IdleState {
 
 impl IdleState {
     pub(crate) fn new() -> IdleState {
-        IdleState { state: AtomicU8::new(RUNNING) }
+        IdleState {
+            state: AtomicU8::new(RUNNING),
+        }
     }
 
     /// tokio's `on_thread_park`: the worker is about to sleep in its driver.
@@ -40,7 +42,10 @@ impl IdleState {
     pub(crate) fn after_unpark(&self, park: impl Fn()) {
         let backoff = Backoff::new();
         loop {
-            match self.state.compare_exchange(PARKED, RUNNING, Ordering::SeqCst, Ordering::SeqCst) {
+            match self
+                .state
+                .compare_exchange(PARKED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) | Err(RUNNING) => return,
                 Err(_claimed) if backoff.is_completed() => park(),
                 Err(_claimed) => backoff.snooze(),
@@ -51,12 +56,16 @@ impl IdleState {
     /// Claims a worker asleep in its driver. The caller holds the stopper's
     /// lock and has checked that no stop work is queued.
     pub(crate) fn try_claim(&self) -> bool {
-        self.state.compare_exchange(PARKED, CLAIMED, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        self.state
+            .compare_exchange(PARKED, CLAIMED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// Ends a claim; the caller then unparks the worker's thread.
     pub(crate) fn release(&self) {
-        let was = self.state.compare_exchange(CLAIMED, PARKED, Ordering::SeqCst, Ordering::SeqCst);
+        let was = self
+            .state
+            .compare_exchange(CLAIMED, PARKED, Ordering::SeqCst, Ordering::SeqCst);
         debug_assert!(was.is_ok(), "released a worker that was not claimed");
     }
 
@@ -65,3 +74,7 @@ impl IdleState {
         self.state.load(Ordering::SeqCst) != RUNNING
     }
 }
+
+#[cfg(all(test, stop_machine_loom))]
+#[path = "../loom/idle.rs"]
+mod loom_tests;

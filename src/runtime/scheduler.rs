@@ -89,8 +89,13 @@ impl Future for WorkerLoop {
 
 impl WorkerLoop {
     fn tick(&mut self, local: &LocalWorker, cx: &mut Context<'_>) -> Poll<()> {
-        let worker = &*self.worker.clone();
-
+        let WorkerLoop {
+            worker,
+            event_interval,
+            stop_a_lot: every_n,
+            since_stop,
+        } = self;
+        let worker = &**worker;
         worker.take_remote(&mut local.queue.borrow_mut());
         let mut polls = 0;
         loop {
@@ -100,7 +105,7 @@ impl WorkerLoop {
                     return Poll::Ready(());
                 }
             }
-            if polls == self.event_interval || !tokio::task::coop::has_budget_remaining() {
+            if polls == *event_interval || !tokio::task::coop::has_budget_remaining() {
                 worker.set_polling(None);
                 yield_to_driver(cx);
                 return Poll::Pending;
@@ -127,10 +132,10 @@ impl WorkerLoop {
             worker.set_polling(Some(runnable.metadata()));
             runnable.run();
             polls += 1;
-            if let Some(every) = self.stop_a_lot {
-                self.since_stop += 1;
-                if self.since_stop >= every {
-                    self.since_stop = 0;
+            if let Some(every) = *every_n {
+                *since_stop += 1;
+                if *since_stop >= every {
+                    *since_stop = 0;
                     stop_a_lot(&local.handle);
                 }
             }

@@ -23,7 +23,11 @@ pub(crate) struct TaskInfo {
 
 impl TaskInfo {
     fn new(id: u64, location: &'static Location<'static>) -> TaskInfo {
-        TaskInfo { id, location, aborted: AtomicBool::new(false) }
+        TaskInfo {
+            id,
+            location,
+            aborted: AtomicBool::new(false),
+        }
     }
 
     /// Whether the task must be dropped rather than polled.
@@ -169,10 +173,16 @@ fn wrap<F: Future>(
     id: u64,
     fut: F,
 ) -> impl Future<Output = Result<F::Output, JoinError>> + use<F> {
-    let registered = Registered { worker: worker.clone(), id };
+    let registered = Registered {
+        worker: worker.clone(),
+        id,
+    };
     async move {
         let _registered = registered;
-        AssertUnwindSafe(fut).catch_unwind().await.map_err(|payload| JoinError::panic(id, payload))
+        AssertUnwindSafe(fut)
+            .catch_unwind()
+            .await
+            .map_err(|payload| JoinError::panic(id, payload))
     }
 }
 
@@ -186,12 +196,20 @@ fn schedule_on(
 fn adopt<T>(
     worker: &Arc<Worker>,
     id: u64,
-    (runnable, task): (async_task::Runnable<TaskInfo>, async_task::Task<Result<T, JoinError>, TaskInfo>),
+    (runnable, task): (
+        async_task::Runnable<TaskInfo>,
+        async_task::Task<Result<T, JoinError>, TaskInfo>,
+    ),
 ) -> JoinHandle<T> {
     let waker = runnable.waker();
     let info = NonNull::from(task.metadata());
     worker.adopt(id, runnable);
-    JoinHandle { task: Some(task.fallible()), waker, info, id }
+    JoinHandle {
+        task: Some(task.fallible()),
+        waker,
+        info,
+        id,
+    }
 }
 
 /// Spawns `fut` onto `worker`, from any thread.

@@ -239,7 +239,9 @@ impl Worker {
     /// stopper's lock so that a work queued concurrently either prevents the
     /// claim or is queued after it (and then runs after the stop).
     pub(crate) fn try_claim(&self) -> bool {
-        self.stopper.if_idle(|| self.idle.try_claim().then_some(())).is_some()
+        self.stopper
+            .if_idle(|| self.idle.try_claim().then_some(()))
+            .is_some()
     }
 
     /// Ends a claim: the worker may run again.

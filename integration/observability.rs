@@ -1,0 +1,232 @@
+//! Observability: stop statistics count what happened, the tracing span and
+//! events appear, and stopper_info shows the running stop.
+
+mod common;
+
+use common::{runtime, watchdog};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::time::Duration;
+use stop_machine::{CpuMask, Runtime, StopKind};
+
+#[test]
+fn stats_count_every_stop_by_kind_and_worker() {
+    watchdog("stats", || {
+        let rt = runtime(2);
+        let h = rt.handle().clone();
+        use futures::executor::block_on as b;
+        for _ in 0..3 {
+            h.stop_machine_blocking(|_| (), None).unwrap();
+        }
+        for _ in 0..2 {
+            b(h.stop_cpus(&CpuMask::full(2), |_| ())).unwrap();
+        }
+        for _ in 0..4 {
+            b(h.stop_one_cpu(1, || ())).unwrap();
+        }
+        b(h.stop_two_cpus(0, 1, || ())).unwrap();
+        b(h.stop_core(0, |_| ())).unwrap();
+        assert!(
+            h.stop_machine_blocking(|_| panic!("counted as failed"), None)
+                .is_err()
+        );
+
+        let stats = h.stats();
+        let counts: Vec<_> = StopKind::ALL
+            .iter()
+            .map(|k| (stats.kind(*k).count, stats.kind(*k).failed))
+            .collect();
+        assert_eq!(counts, [(4, 0), (1, 0), (2, 0), (1, 0), (3, 1)]);
+        for kind in StopKind::ALL {
+            let k = stats.kind(kind);
+            assert_eq!(k.time_to_stop.count(), k.count, "{kind:?}");
+            assert_eq!(k.time_stopped.count(), k.count, "{kind:?}");
+            assert_eq!(k.time_to_restart.count(), k.count, "{kind:?}");
+        }
+        // Worker 0: 3 machine + 2 cpus + 1 two + 1 core; worker 1: 3 + 2 + 4 one + 1 two.
+        assert_eq!(stats.worker(0).unwrap().stops, 7);
+        assert_eq!(stats.worker(1).unwrap().stops, 10);
+        assert_eq!(stats.worker(0).unwrap().time_to_stop.count(), 7);
+        let table = stats.to_string();
+        for name in ["one", "two", "cpus", "core", "machine"] {
+            assert!(
+                table.lines().any(|l| l.starts_with(name)),
+                "{name} row in\n{table}"
+            );
+        }
+
+        h.reset_stats();
+        let stats = h.stats();
+        assert!(
+            StopKind::ALL
+                .iter()
+                .all(|k| stats.kind(*k).count == 0 && stats.kind(*k).failed == 0)
+        );
+        assert_eq!(stats.worker(1).unwrap().stops, 0);
+    });
+}
+
+#[test]
+fn an_idle_worker_counts_as_claimed() {
+    watchdog("claimed", || {
+        let rt = runtime(2);
+        let h = rt.handle().clone();
+        while !h.stopper_info(1).unwrap().idle {
+            std::thread::yield_now();
+        }
+        h.stop_machine_blocking(|_| (), Some(&CpuMask::of(0))).unwrap();
+        let w1 = h.stats().worker(1).unwrap().clone();
+        assert_eq!((w1.stops, w1.claimed), (1, 1));
+    });
+}
+
+#[test]
+fn stopper_info_shows_the_running_stop_function() {
+    watchdog("stopper_info", || {
+        let rt = runtime(2);
+        let h = rt.handle().clone();
+        let barrier = Arc::new(Barrier::new(2));
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let bar = barrier.clone();
+        let line = line!() + 1;
+        let stop = h.stop_one_cpu(1, move || {
+            entered_tx.send(()).unwrap();
+            bar.wait();
+        });
+        let caller = std::thread::spawn(move || futures::executor::block_on(stop));
+        entered_rx.recv().unwrap();
+        let info = h.stopper_info(1).unwrap();
+        let running = info.running.expect("a stop function runs on worker 1");
+        assert_eq!(running.kind, "stop_one_cpu");
+        assert_eq!((running.caller.file(), running.caller.line()), (file!(), line));
+        assert!(info.online);
+        assert_eq!(h.stopper_info(0).unwrap().running, None);
+        barrier.wait();
+        caller.join().unwrap().unwrap();
+        // Cleared right after the work signals its caller: wait for it (a
+        // stopper that never clears it fails through the watchdog).
+        while h.stopper_info(1).unwrap().running.is_some() {
+            std::thread::yield_now();
+        }
+    });
+}
+
+/// A subscriber that remembers spans and events as text.
+#[derive(Default)]
+struct Capture {
+    spans: Mutex<Vec<(u64, String)>>,
+    events: Mutex<Vec<(Option<u64>, tracing::Level, String)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let mut fields = Fields(format!("{} ", span.metadata().name()));
+        span.record(&mut fields);
+        self.spans.lock().unwrap().push((id, fields.0));
+        tracing::span::Id::from_u64(id)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        let parent = event.parent().map(|p| p.into_u64());
+        self.events
+            .lock()
+            .unwrap()
+            .push((parent, *event.metadata().level(), fields.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn a_span_per_stop_with_phase_events_and_a_slow_stop_warning() {
+    watchdog("tracing", || {
+        let capture = Arc::new(Capture::default());
+        tracing::subscriber::set_global_default(CaptureRef(capture.clone())).expect("first subscriber");
+        // A zero threshold makes every stop "slow", so the warning is certain.
+        let rt = Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .slow_stop_warning(Some(Duration::ZERO))
+            .build()
+            .unwrap();
+        let h = rt.handle();
+        let all = CpuMask::full(2);
+        let (line, out) = (line!(), h.stop_machine_blocking(|_| (), Some(&all)));
+        out.unwrap();
+        drop(rt);
+
+        // Other tests of this binary stop too: find this one by its caller.
+        let here = format!("observability.rs:{line}:");
+        let spans = capture.spans.lock().unwrap().clone();
+        let (id, span) = spans
+            .iter()
+            .find(|(_, s)| s.starts_with("stop ") && s.contains(&here))
+            .expect("our span");
+        assert!(span.contains("kind=\"stop_machine\""), "{span}");
+        assert!(span.contains("mask=0-1"), "{span}");
+        let events = capture.events.lock().unwrap().clone();
+        let phases: Vec<_> = events
+            .iter()
+            .filter(|(p, l, _)| *p == Some(*id) && *l == tracing::Level::TRACE)
+            .map(|(_, _, f)| f.clone())
+            .collect();
+        for phase in ["Prepare", "DisableIrq", "Run", "Exit"] {
+            assert!(
+                phases.iter().any(|f| f.contains(&format!("phase={phase}"))),
+                "{phase} in {phases:?}"
+            );
+        }
+        let warned = events.iter().any(|(p, l, f)| {
+            *p == Some(*id)
+                && *l == tracing::Level::WARN
+                && f.contains("slow stop")
+                && f.contains("slowest_worker")
+        });
+        assert!(
+            warned,
+            "a slow-stop warning naming the slowest worker: {events:?}"
+        );
+    });
+}
+
+/// `set_global_default` takes the subscriber by value; share it with the test.
+struct CaptureRef(Arc<Capture>);
+
+impl tracing::Subscriber for CaptureRef {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        self.0.enabled(m)
+    }
+    fn new_span(&self, s: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.0.new_span(s)
+    }
+    fn record(&self, i: &tracing::span::Id, r: &tracing::span::Record<'_>) {
+        self.0.record(i, r)
+    }
+    fn record_follows_from(&self, a: &tracing::span::Id, b: &tracing::span::Id) {
+        self.0.record_follows_from(a, b)
+    }
+    fn event(&self, e: &tracing::Event<'_>) {
+        self.0.event(e)
+    }
+    fn enter(&self, i: &tracing::span::Id) {
+        self.0.enter(i)
+    }
+    fn exit(&self, i: &tracing::span::Id) {
+        self.0.exit(i)
+    }
+}

@@ -1,0 +1,369 @@
+//! What every stop cost, where: counters and latency histograms of the
+//! three timings of each stop, by kind and by worker.
+
+use crate::sync::{Mutex, lock};
+use hdrhistogram::Histogram;
+use std::fmt;
+use std::time::Duration;
+
+/// The primitive a stop was requested with.
+///
+/// # Examples
+///
+/// ```
+/// use stop_machine::StopKind;
+///
+/// assert_eq!(StopKind::Machine.name(), "machine");
+/// assert_eq!(StopKind::ALL.len(), 5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StopKind {
+    /// `stop_one_cpu`, `stop_one_cpu_nowait`.
+    One,
+    /// `stop_two_cpus`.
+    Two,
+    /// `stop_cpus`, `try_stop_cpus`.
+    Cpus,
+    /// `stop_core`, `stop_node`.
+    Core,
+    /// `stop_machine` and its blocking and timeout variants.
+    Machine,
+}
+
+impl StopKind {
+    /// Every kind, in table order.
+    pub const ALL: [StopKind; 5] = [
+        StopKind::One,
+        StopKind::Two,
+        StopKind::Cpus,
+        StopKind::Core,
+        StopKind::Machine,
+    ];
+
+    /// A short name for tables and logs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(stop_machine::StopKind::Cpus.name(), "cpus");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            StopKind::One => "one",
+            StopKind::Two => "two",
+            StopKind::Cpus => "cpus",
+            StopKind::Core => "core",
+            StopKind::Machine => "machine",
+        }
+    }
+}
+
+/// A latency histogram (nanosecond resolution, 3 significant digits).
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+/// rt.handle().stop_machine_blocking(|_| (), None).unwrap();
+/// let stats = rt.handle().stats();
+/// let stopped = &stats.kind(stop_machine::StopKind::Machine).time_stopped;
+/// assert_eq!(stopped.count(), 1);
+/// assert!(stopped.p99() >= stopped.p50());
+/// ```
+#[derive(Clone)]
+pub struct Latency {
+    hist: Histogram<u64>,
+}
+
+impl Latency {
+    fn new() -> Latency {
+        Latency {
+            hist: Histogram::new(3).expect("3 significant digits is valid"),
+        }
+    }
+
+    fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.hist.saturating_record(ns);
+    }
+
+    /// How many values were recorded.
+    ///
+    /// # Examples
+    ///
+    /// See [`Latency`].
+    pub fn count(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// The value at quantile `q` (0.0 to 1.0); zero when empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// let stats = rt.handle().stats();
+    /// assert_eq!(stats.kind(stop_machine::StopKind::One).time_to_stop.quantile(0.5), std::time::Duration::ZERO);
+    /// ```
+    pub fn quantile(&self, q: f64) -> Duration {
+        Duration::from_nanos(self.hist.value_at_quantile(q))
+    }
+
+    /// The median.
+    ///
+    /// # Examples
+    ///
+    /// See [`Latency`].
+    pub fn p50(&self) -> Duration {
+        self.quantile(0.5)
+    }
+
+    /// The 99th percentile.
+    ///
+    /// # Examples
+    ///
+    /// See [`Latency`].
+    pub fn p99(&self) -> Duration {
+        self.quantile(0.99)
+    }
+
+    /// The largest value.
+    ///
+    /// # Examples
+    ///
+    /// See [`Latency`].
+    pub fn max(&self) -> Duration {
+        Duration::from_nanos(self.hist.max())
+    }
+}
+
+impl fmt::Debug for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Latency")
+            .field("count", &self.count())
+            .field("p50", &self.p50())
+            .field("p99", &self.p99())
+            .field("max", &self.max())
+            .finish()
+    }
+}
+
+/// The stops of one kind.
+///
+/// - `time_to_stop`: from the request until every worker was in its
+///   stopper (for multi-worker stops: acknowledged DISABLE_IRQ);
+/// - `time_stopped`: the stop function itself (RUN);
+/// - `time_to_restart`: from the end of RUN (EXIT) until the last worker
+///   left its stopper and went back to its tasks.
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
+/// futures::executor::block_on(rt.handle().stop_one_cpu(0, || ())).unwrap();
+/// let one = rt.handle().stats().kind(stop_machine::StopKind::One).clone();
+/// assert_eq!((one.count, one.failed), (1, 0));
+/// ```
+#[derive(Clone, Debug)]
+pub struct KindStats {
+    /// Stops that ran their function.
+    pub count: u64,
+    /// Stops that ended in an error (the function panicked, timed out, ...).
+    pub failed: u64,
+    /// Request until all stopped.
+    pub time_to_stop: Latency,
+    /// The function's run.
+    pub time_stopped: Latency,
+    /// EXIT until every worker polls tasks again.
+    pub time_to_restart: Latency,
+}
+
+impl KindStats {
+    fn new() -> KindStats {
+        KindStats {
+            count: 0,
+            failed: 0,
+            time_to_stop: Latency::new(),
+            time_stopped: Latency::new(),
+            time_to_restart: Latency::new(),
+        }
+    }
+}
+
+/// One worker's part in the stops.
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+/// rt.handle().stop_machine_blocking(|_| (), Some(&stop_machine::CpuMask::full(2))).unwrap();
+/// assert_eq!(rt.handle().stats().worker(1).unwrap().stops, 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct WorkerStats {
+    /// Stops this worker took part in (claimed while idle included).
+    pub stops: u64,
+    /// Stops that counted it as stopped while it slept, without a wake-up.
+    pub claimed: u64,
+    /// From each request until this worker was in its stopper.
+    pub time_to_stop: Latency,
+}
+
+/// A snapshot of a runtime's stop statistics: [`Handle::stats`].
+///
+/// `Display` prints a compact table of count, p50, p99 and max of each
+/// timing by kind.
+///
+/// [`Handle::stats`]: crate::Handle::stats
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+/// rt.handle().stop_machine_blocking(|_| (), None).unwrap();
+/// let stats = rt.handle().stats();
+/// assert_eq!(stats.kind(stop_machine::StopKind::Machine).count, 1);
+/// println!("{stats}");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Stats {
+    kinds: Vec<KindStats>,
+    workers: Vec<WorkerStats>,
+}
+
+impl Stats {
+    /// The stops of kind `kind`.
+    ///
+    /// # Examples
+    ///
+    /// See [`Stats`].
+    pub fn kind(&self, kind: StopKind) -> &KindStats {
+        &self.kinds[kind as usize]
+    }
+
+    /// Worker `worker`'s part, if it exists.
+    ///
+    /// # Examples
+    ///
+    /// See [`WorkerStats`].
+    pub fn worker(&self, worker: usize) -> Option<&WorkerStats> {
+        self.workers.get(worker)
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<8} {:>7} {:>6} | {:>27} | {:>27} | {:>27}",
+            "kind", "count", "failed", "to stop p50/p99/max", "stopped p50/p99/max", "restart p50/p99/max"
+        )?;
+        let cell = |l: &Latency| format!("{:?}/{:?}/{:?}", l.p50(), l.p99(), l.max());
+        for kind in StopKind::ALL {
+            let k = self.kind(kind);
+            if k.count + k.failed == 0 {
+                continue;
+            }
+            writeln!(
+                f,
+                "{:<8} {:>7} {:>6} | {:>27} | {:>27} | {:>27}",
+                kind.name(),
+                k.count,
+                k.failed,
+                cell(&k.time_to_stop),
+                cell(&k.time_stopped),
+                cell(&k.time_to_restart)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The timings of one finished stop, as measured by its coordinator.
+pub(crate) struct Measured {
+    pub(crate) kind: StopKind,
+    pub(crate) ok: bool,
+    pub(crate) to_stop: Duration,
+    pub(crate) stopped: Duration,
+    pub(crate) restart: Duration,
+    /// Each participant's time to reach its stopper; claimed ones at zero.
+    pub(crate) arrivals: Vec<(usize, Duration)>,
+    pub(crate) claimed: Vec<usize>,
+}
+
+impl Measured {
+    /// A stop that ended in an error before its timings meant anything.
+    pub(crate) fn failed(kind: StopKind) -> Measured {
+        Measured {
+            kind,
+            ok: false,
+            to_stop: Duration::ZERO,
+            stopped: Duration::ZERO,
+            restart: Duration::ZERO,
+            arrivals: Vec::new(),
+            claimed: Vec::new(),
+        }
+    }
+}
+
+/// Where a runtime accumulates its [`Stats`].
+pub(crate) struct Recorder {
+    inner: Mutex<Stats>,
+}
+
+impl Recorder {
+    pub(crate) fn new(workers: usize) -> Recorder {
+        Recorder {
+            inner: Mutex::new(Recorder::empty(workers)),
+        }
+    }
+
+    fn empty(workers: usize) -> Stats {
+        Stats {
+            kinds: StopKind::ALL.iter().map(|_| KindStats::new()).collect(),
+            workers: (0..workers)
+                .map(|_| WorkerStats {
+                    stops: 0,
+                    claimed: 0,
+                    time_to_stop: Latency::new(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn record(&self, m: Measured) {
+        let mut stats = lock(&self.inner);
+        let k = &mut stats.kinds[m.kind as usize];
+        if !m.ok {
+            k.failed += 1;
+            return;
+        }
+        k.count += 1;
+        k.time_to_stop.record(m.to_stop);
+        k.time_stopped.record(m.stopped);
+        k.time_to_restart.record(m.restart);
+        for (w, d) in m.arrivals {
+            if let Some(ws) = stats.workers.get_mut(w) {
+                ws.stops += 1;
+                ws.time_to_stop.record(d);
+            }
+        }
+        for w in m.claimed {
+            if let Some(ws) = stats.workers.get_mut(w) {
+                ws.stops += 1;
+                ws.claimed += 1;
+                ws.time_to_stop.record(Duration::ZERO);
+            }
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        lock(&self.inner).clone()
+    }
+
+    pub(crate) fn reset(&self) {
+        let mut stats = lock(&self.inner);
+        let workers = stats.workers.len();
+        *stats = Recorder::empty(workers);
+    }
+}
