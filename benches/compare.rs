@@ -19,7 +19,7 @@
 mod common;
 
 use arc_swap::ArcSwap;
-use common::{Recorder, bench_floors, note, time_each_async, write_report};
+use common::{Recorder, bench_floors, note, time_each_async, watched, write_report};
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
@@ -193,11 +193,13 @@ fn config_read(c: &mut Criterion) {
     let mut g = group(c, "config_read", READS);
     for shared in Shared::all() {
         // One read of the config through `shared`, alone on the machine.
-        g.bench_function(shared.name(), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                shared.read_n(iters * READS);
-                start.elapsed()
+        watched(&format!("config_read/{}", shared.name()), || {
+            g.bench_function(shared.name(), |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    shared.read_n(iters * READS);
+                    start.elapsed()
+                })
             })
         });
     }
@@ -269,22 +271,24 @@ fn config_read_writer(c: &mut Criterion) {
             // Reader chunks: READS reads and one yield, timed on their own for the tail a writer adds.
             let recorder = Recorder::new(&format!("config_read_writer/{id}"));
             // One read on worker 0, the yield after every READS reads included, while readers run on every worker.
-            g.bench_function(&id, |b| {
-                b.iter_custom(|iters| {
-                    let (shared, recorder) = (shared.clone(), recorder.clone());
-                    rt.block_on(async move {
-                        stop_machine::spawn_on(0, async move {
-                            let mut ops = Vec::new();
-                            let d = time_each_async(iters, &mut ops, || {
-                                shared.read_n(READS);
-                                tokio::task::yield_now()
+            watched(&format!("config_read_writer/{}", id), || {
+                g.bench_function(&id, |b| {
+                    b.iter_custom(|iters| {
+                        let (shared, recorder) = (shared.clone(), recorder.clone());
+                        rt.block_on(async move {
+                            stop_machine::spawn_on(0, async move {
+                                let mut ops = Vec::new();
+                                let d = time_each_async(iters, &mut ops, || {
+                                    shared.read_n(READS);
+                                    tokio::task::yield_now()
+                                })
+                                .await;
+                                recorder.add(&ops);
+                                d
                             })
-                            .await;
-                            recorder.add(&ops);
-                            d
+                            .await
+                            .expect("reader task")
                         })
-                        .await
-                        .expect("reader task")
                     })
                 })
             });
@@ -321,44 +325,50 @@ fn world_lock_poll(c: &mut Criterion) {
     let world = Arc::new(tokio::sync::RwLock::new(()));
 
     // One poll that works, then yields: all that stop_machine asks of a task.
-    g.bench_function("work_yield", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters * POLLS {
-                    work();
-                    tokio::task::yield_now().await;
-                }
-                start.elapsed()
+    watched("world_lock_poll/work_yield", || {
+        g.bench_function("work_yield", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters * POLLS {
+                        work();
+                        tokio::task::yield_now().await;
+                    }
+                    start.elapsed()
+                })
             })
         })
     });
     // The same poll holding the world lock's read guard while it works: the world lock's price on every poll.
-    g.bench_function("read_guard_work_yield", |b| {
-        b.iter_custom(|iters| {
-            let world = world.clone();
-            rt.block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters * POLLS {
-                    let guard = world.read().await;
-                    work();
-                    drop(guard);
-                    tokio::task::yield_now().await;
-                }
-                start.elapsed()
+    watched("world_lock_poll/read_guard_work_yield", || {
+        g.bench_function("read_guard_work_yield", |b| {
+            b.iter_custom(|iters| {
+                let world = world.clone();
+                rt.block_on(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters * POLLS {
+                        let guard = world.read().await;
+                        work();
+                        drop(guard);
+                        tokio::task::yield_now().await;
+                    }
+                    start.elapsed()
+                })
             })
         })
     });
     // The read guard's acquire and release alone, uncontended.
-    g.bench_function("read_guard", |b| {
-        b.iter_custom(|iters| {
-            let world = world.clone();
-            rt.block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters * POLLS {
-                    drop(black_box(world.read().await));
-                }
-                start.elapsed()
+    watched("world_lock_poll/read_guard", || {
+        g.bench_function("read_guard", |b| {
+            b.iter_custom(|iters| {
+                let world = world.clone();
+                rt.block_on(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters * POLLS {
+                        drop(black_box(world.read().await));
+                    }
+                    start.elapsed()
+                })
             })
         })
     });
@@ -404,30 +414,32 @@ fn pause(c: &mut Criterion) {
             let recorder = Recorder::new(&format!("pause/{id}"));
             let started = Instant::now();
             let workers = h.num_workers();
-            g.bench_function(&id, |b| {
-                b.iter_custom(|iters| {
-                    let (world, recorder, h) = (world.clone(), recorder.clone(), h.clone());
-                    rt.block_on(async move {
-                        stop_machine::spawn_on(0, async move {
-                            let mut ops = Vec::new();
-                            let d = if world_lock {
-                                // The pauser takes the world lock for writing: every task is out of its work.
-                                time_each_async(iters * PAUSES, &mut ops, || async {
-                                    drop(world.write().await);
-                                })
-                                .await
-                            } else {
-                                // stop_machine(noop, None): every worker is in its stopper.
-                                time_each_async(iters * PAUSES, &mut ops, || async {
-                                    h.stop_machine(|_| (), None).await.expect("stop_machine");
-                                })
-                                .await
-                            };
-                            recorder.add(&ops);
-                            d
+            watched(&format!("pause/{}", id), || {
+                g.bench_function(&id, |b| {
+                    b.iter_custom(|iters| {
+                        let (world, recorder, h) = (world.clone(), recorder.clone(), h.clone());
+                        rt.block_on(async move {
+                            stop_machine::spawn_on(0, async move {
+                                let mut ops = Vec::new();
+                                let d = if world_lock {
+                                    // The pauser takes the world lock for writing: every task is out of its work.
+                                    time_each_async(iters * PAUSES, &mut ops, || async {
+                                        drop(world.write().await);
+                                    })
+                                    .await
+                                } else {
+                                    // stop_machine(noop, None): every worker is in its stopper.
+                                    time_each_async(iters * PAUSES, &mut ops, || async {
+                                        h.stop_machine(|_| (), None).await.expect("stop_machine");
+                                    })
+                                    .await
+                                };
+                                recorder.add(&ops);
+                                d
+                            })
+                            .await
+                            .expect("pausing task")
                         })
-                        .await
-                        .expect("pausing task")
                     })
                 })
             });
@@ -449,7 +461,7 @@ fn pause(c: &mut Criterion) {
 /// shows that something else ran on the machine meanwhile.
 fn floors(c: &mut Criterion, name: &str) {
     let mut g = group(c, name, ROUND_TRIPS);
-    bench_floors(&mut g, ROUND_TRIPS);
+    watched(name, || bench_floors(&mut g, ROUND_TRIPS));
     g.finish();
 }
 

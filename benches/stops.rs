@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{Recorder, bench_floors, note, time_each, time_each_async, write_report};
+use common::{Recorder, bench_floors, note, time_each, time_each_async, watched, write_report};
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
@@ -256,25 +256,28 @@ where
     Fut: Future<Output = Result<R, StopError>> + Send,
     R: Send,
 {
-    let recorder = Recorder::new(&format!("{group}/{id}"));
-    g.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let (op, recorder, h) = (op.clone(), recorder.clone(), rt.handle().clone());
-            rt.block_on(async move {
-                stop_machine::spawn_on(0, async move {
-                    let mut ops = Vec::new();
-                    let d = time_each_async(iters * STOPS, &mut ops, || {
-                        let stop = op(&h);
-                        async move {
-                            stop.await.expect("stop");
-                        }
+    let full_id = format!("{group}/{id}");
+    let recorder = Recorder::new(&full_id);
+    watched(&full_id, || {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let (op, recorder, h) = (op.clone(), recorder.clone(), rt.handle().clone());
+                rt.block_on(async move {
+                    stop_machine::spawn_on(0, async move {
+                        let mut ops = Vec::new();
+                        let d = time_each_async(iters * STOPS, &mut ops, || {
+                            let stop = op(&h);
+                            async move {
+                                stop.await.expect("stop");
+                            }
+                        })
+                        .await;
+                        recorder.add(&ops);
+                        d
                     })
-                    .await;
-                    recorder.add(&ops);
-                    d
+                    .await
+                    .expect("stopping task")
                 })
-                .await
-                .expect("stopping task")
             })
         })
     });
@@ -289,16 +292,19 @@ fn from_thread<R>(
     id: &str,
     op: impl Fn(&Handle) -> Result<R, StopError>,
 ) {
-    let recorder = Recorder::new(&format!("{group}/{id}"));
+    let full_id = format!("{group}/{id}");
+    let recorder = Recorder::new(&full_id);
     let h = rt.handle();
-    g.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let mut ops = Vec::new();
-            let d = time_each(iters * STOPS, &mut ops, || {
-                op(h).expect("stop");
-            });
-            recorder.add(&ops);
-            d
+    watched(&full_id, || {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let mut ops = Vec::new();
+                let d = time_each(iters * STOPS, &mut ops, || {
+                    op(h).expect("stop");
+                });
+                recorder.add(&ops);
+                d
+            })
         })
     });
 }
@@ -367,7 +373,7 @@ fn stops(c: &mut Criterion) {
 /// shows that something else ran on the machine meanwhile.
 fn floors(c: &mut Criterion, name: &str) {
     let mut g = group(c, name, ROUND_TRIPS);
-    bench_floors(&mut g, ROUND_TRIPS);
+    watched(name, || bench_floors(&mut g, ROUND_TRIPS));
     g.finish();
 }
 

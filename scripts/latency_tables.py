@@ -57,6 +57,17 @@ def multiples(ns, fl):
     return f"{fmt_multiple(ns / cache[0])} CL, {fmt_multiple(ns / park[0])} PU"
 
 
+# Other processes' CPU use during a benchmark (percent of one CPU) from which
+# the cell is flagged: the machine is shared.
+FOREIGN_FLAG = 10
+
+
+def foreign(notes, bench_id):
+    """The flag for a benchmark that shared the machine, else ""."""
+    pct = int(notes.get(f"foreign_cpu/{bench_id}", 0))
+    return f"<br>⚠ other processes: {pct}% of a CPU" if pct >= FOREIGN_FLAG else ""
+
+
 def lat_cell(lat, crit_result, fl, bold=True):
     """p50 (p99, max), criterion median, floor multiples of the p50."""
     if lat is None:
@@ -72,14 +83,15 @@ def lat_cell(lat, crit_result, fl, bold=True):
     return out
 
 
-def floor_table(crit, group):
+def floor_table(crit, group, notes):
     """The floors measured first (used for the multiples) and last."""
     first, last = floors(crit, group), floors(crit, group + "_last")
     print("| floor (one round trip, CPU 0 <-> CPU 1) | first in the run: median (p99) "
           "| last in the run: median (p99) |")
     print("|---|---|---|")
     for i, label in enumerate(("cache-line ping-pong (CL)", "thread park/unpark (PU)")):
-        cells = [f"**{fmt_time(r[i][0])}** ({fmt_time(r[i][1])})" if r[i] else "—" for r in (first, last)]
+        cells = [f"**{fmt_time(r[i][0])}** ({fmt_time(r[i][1])}){foreign(notes, g)}" if r[i] else "—"
+                 for r, g in ((first, group), (last, group + "_last"))]
         print(f"| {label} | {' | '.join(cells)} |")
 
 
@@ -108,12 +120,12 @@ def stops(target):
             cells = []
             for key, _ in labels:
                 bench_id = f"stops_{key}/{bench}"
-                cells.append(lat_cell(lat.get(bench_id), load(crit, bench_id), fl))
+                cells.append(lat_cell(lat.get(bench_id), load(crit, bench_id), fl) + foreign(notes, bench_id))
             if all(c == "—" for c in cells):
                 continue
             print(f"| {op} | {caller} | {load_label} | {' | '.join(cells)} |")
     print()
-    floor_table(crit, "stops_floor")
+    floor_table(crit, "stops_floor", notes)
     print()
     for key, text in labels:
         rate = notes.get(f"tcp_echo_round_trips_per_s_{key}")
@@ -142,11 +154,13 @@ def compare(target):
     print("|---|---|---|---|---|")
     for key, label in names:
         alone = load(crit, f"config_read/{key}")
-        cells = [f"**{fmt_time(alone[0])}** (p99 {fmt_time(alone[1])})" if alone else "—",
+        cells = [f"**{fmt_time(alone[0])}** (p99 {fmt_time(alone[1])}){foreign(notes, 'config_read/' + key)}"
+                 if alone else "—",
                  f"{alone[0] / plain[0]:.1f}" if alone and plain else "—"]
         for w in ("no_writer", "writer"):
-            r = load(crit, f"config_read_writer/{key}_{w}")
-            cells.append(f"**{fmt_time(r[0])}** (p99 {fmt_time(r[1])})" if r else "—")
+            bench_id = f"config_read_writer/{key}_{w}"
+            r = load(crit, bench_id)
+            cells.append(f"**{fmt_time(r[0])}** (p99 {fmt_time(r[1])}){foreign(notes, bench_id)}" if r else "—")
         print(f"| {label} | {' | '.join(cells)} |")
     print()
     print("| reader chunk (1,000 reads + 1 `yield_now`) on worker 0 | no writer: p50 / p99 / max "
@@ -179,7 +193,8 @@ def compare(target):
             extra = ""
             if key == "read_guard_work_yield" and base:
                 extra = f" (+{fmt_time(r[0] - base[0])} per poll)"
-            print(f"| {label} | **{fmt_time(r[0])}**{extra} | {fmt_time(r[1])} |")
+            print(f"| {label} | **{fmt_time(r[0])}**{extra}{foreign(notes, 'world_lock_poll/' + key)} "
+                  f"| {fmt_time(r[1])} |")
     print()
     print("| pause round trip, caller a task on worker 0, busy runtime | world lock (`write().await`) "
           "| stop_machine(noop, None) |")
@@ -188,14 +203,14 @@ def compare(target):
         cells = []
         for kind in ("world_lock", "stop_machine"):
             bench_id = f"pause/{kind}_{n}_tasks"
-            cell = lat_cell(lat.get(bench_id), load(crit, bench_id), fl)
+            cell = lat_cell(lat.get(bench_id), load(crit, bench_id), fl) + foreign(notes, bench_id)
             rate = notes.get(f"task_polls_per_s_per_worker_{kind}_{n}_tasks")
             if rate:
                 cell += f"<br>working tasks: {int(rate) / 1e6:.2f} M polls/s per worker"
             cells.append(cell)
         print(f"| {n} task{'s' if n > 1 else ''} per worker | {' | '.join(cells)} |")
     print()
-    floor_table(crit, "compare_floor")
+    floor_table(crit, "compare_floor", notes)
 
 
 def main():

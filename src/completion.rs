@@ -6,6 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// Work to do exactly once when a stop ends.
+type Finisher = Box<dyn FnOnce() + Send>;
+
 /// Counts the stop works still to run and wakes the waiter when the last one
 /// signals.
 ///
@@ -22,7 +25,9 @@ pub(crate) struct Completion {
     // see the count at zero while a claimed worker is still held.
     finished: AtomicBool,
     waker: AtomicWaker,
-    finish: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    /// The finishers; `None` once they have been taken to run, after which
+    /// a late `on_complete` runs its finisher at once.
+    finish: Mutex<Option<Vec<Finisher>>>,
 }
 
 impl Completion {
@@ -31,18 +36,21 @@ impl Completion {
             todo: AtomicUsize::new(todo),
             finished: AtomicBool::new(todo == 0),
             waker: AtomicWaker::new(),
-            finish: Mutex::new(Vec::new()),
+            finish: Mutex::new(Some(Vec::new())),
         }
     }
 
     /// Runs `f` when the count reaches zero (at once if it already has).
     pub(crate) fn on_complete(&self, f: impl FnOnce() + Send + 'static) {
         let mut finish = lock(&self.finish);
-        if self.todo.load(Ordering::Acquire) == 0 || self.finished.load(Ordering::Acquire) {
-            drop(finish);
-            f();
-        } else {
-            finish.push(Box::new(f));
+        match finish.as_mut() {
+            // Checked under the lock that `end` takes the list under, so a
+            // finisher is never added to a list already taken.
+            Some(list) if self.todo.load(Ordering::Acquire) != 0 => list.push(Box::new(f)),
+            _ => {
+                drop(finish);
+                f();
+            }
         }
     }
 
@@ -57,12 +65,7 @@ impl Completion {
             return;
         }
         if self.todo.fetch_sub(n, Ordering::AcqRel) == n {
-            let finish = std::mem::take(&mut *lock(&self.finish));
-            for f in finish {
-                f();
-            }
-            self.finished.store(true, Ordering::Release);
-            self.waker.wake();
+            self.end();
         }
     }
 
@@ -70,7 +73,18 @@ impl Completion {
     /// runs the finishers now and wakes the waiter. The late works still
     /// signal; they find nothing left to do.
     pub(crate) fn finish_early(&self) {
-        let finish = std::mem::take(&mut *lock(&self.finish));
+        self.end();
+    }
+
+    /// Runs the finishers (once: whoever takes the list runs them), then
+    /// lets the waiter go.
+    fn end(&self) {
+        // Only whoever takes the list lets the waiter go, after running it:
+        // an early end racing the last signal must not release the waiter
+        // while the other is still releasing claimed workers.
+        let Some(finish) = lock(&self.finish).take() else {
+            return;
+        };
         for f in finish {
             f();
         }

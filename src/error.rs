@@ -249,7 +249,7 @@ impl fmt::Display for JoinError {
         match &self.repr {
             Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
             Repr::Panic(p) => {
-                let msg = panic_message(&**crate::sync::lock(p));
+                let msg = panic_message(&**p.lock().unwrap_or_else(|e| e.into_inner()));
                 write!(f, "task {} panicked with message {msg:?}", self.id)
             }
         }

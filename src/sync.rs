@@ -31,10 +31,7 @@ pub(crate) use crossbeam_utils::Backoff;
 pub(crate) mod thread {
     #[cfg(stop_machine_loom)]
     pub(crate) use loom::thread::{Thread, current, park};
-    // `current`: how a worker thread records itself (unused until the
-    // runtime's builder takes it from here rather than from `std`).
     #[cfg(not(stop_machine_loom))]
-    #[allow(unused_imports)]
     pub(crate) use std::thread::{Thread, current, park, park_timeout};
 
     /// Under loom a timed park is a yield: `park_timeout` may return at any

@@ -133,6 +133,73 @@ pub fn bench_floors(g: &mut BenchmarkGroup<'_, WallTime>, round_trips: u64) {
     });
 }
 
+/// CPU time used by other processes while a benchmark ran: the machine is
+/// shared, and a benchmark that had to share it is marked in the report.
+struct ForeignLoad {
+    machine: u64,
+    own: u64,
+}
+
+/// Busy clock ticks of the whole machine (all CPUs) and of this process.
+fn busy_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let machine = stat.lines().next().map_or(0, |cpu| {
+        let f: Vec<u64> = cpu
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: all but idle and iowait.
+        f.iter()
+            .take(8)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| v)
+            .sum()
+    });
+    let me = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let own = me.rsplit_once(')').map_or(0, |(_, rest)| {
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        f.iter().sum()
+    });
+    (machine, own)
+}
+
+impl ForeignLoad {
+    fn start() -> ForeignLoad {
+        let (machine, own) = busy_ticks();
+        ForeignLoad { machine, own }
+    }
+
+    /// Records, as note `foreign_cpu/<id>`, the CPU time other processes used
+    /// since `start`, as a percentage of one CPU over the elapsed time.
+    fn note(self, id: &str, since: Instant) {
+        let (machine, own) = busy_ticks();
+        let foreign = machine
+            .saturating_sub(self.machine)
+            .saturating_sub(own.saturating_sub(self.own));
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let pct = 100.0 * foreign as f64 / hz / since.elapsed().as_secs_f64();
+        note(&format!("foreign_cpu/{id}"), format!("{pct:.0}"));
+    }
+}
+
+/// Runs `f` (one benchmark, or a group) and notes the CPU time other
+/// processes used meanwhile as `foreign_cpu/<id>`.
+pub fn watched<R>(id: &str, f: impl FnOnce() -> R) -> R {
+    let (load, start) = (ForeignLoad::start(), Instant::now());
+    let r = f();
+    load.note(id, start);
+    r
+}
+
 /// Per-operation latencies of every benchmark of a run, by benchmark id, and
 /// free-form notes about the run (load rates, machine).
 #[derive(Default)]

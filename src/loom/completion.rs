@@ -105,7 +105,6 @@ fn loom_completion_finish_early() {
 /// `finish_early` marking the end under the `finish` lock, which
 /// `on_complete` then tests).
 #[test]
-#[ignore = "known race between finish_early and on_complete"]
 fn loom_completion_finish_early_before_on_complete() {
     model(3, || {
         let done = Arc::new(Completion::new(2));

@@ -28,6 +28,8 @@ fn loom_idle_claim_vs_wakeup() {
         let stopper = Arc::new(Stopper::new());
         // What the worker's tasks, stop works and the stop function touch.
         let world = Arc::new(Shared::new(0u32));
+        // Set while the stop holds the claim. Relaxed, so that only the
+        // handshake orders what the worker sees.
         let in_stop = Arc::new(AtomicBool::new(false));
 
         // The worker: ran tasks, sleeps in its driver, wakes (for any
@@ -39,7 +41,7 @@ fn loom_idle_claim_vs_wakeup() {
                 world.update(|w| *w += 1);
                 idle.before_park();
                 idle.after_unpark(park);
-                assert!(!in_stop.load(Ordering::SeqCst), "ran while claimed by a stop");
+                assert!(!in_stop.load(Ordering::Relaxed), "ran while claimed by a stop");
                 assert!(!idle.is_idle());
                 if stopper.is_pending() {
                     stopper.run_pending();
@@ -61,10 +63,15 @@ fn loom_idle_claim_vs_wakeup() {
         // This stop: claim under the stopper's lock, run, release, unpark.
         let claimed = stopper.if_idle(|| idle.try_claim().then_some(())).is_some();
         if claimed {
-            in_stop.store(true, Ordering::SeqCst);
+            in_stop.store(true, Ordering::Relaxed);
             world.update(|w| *w += 10);
-            in_stop.store(false, Ordering::SeqCst);
+            in_stop.store(false, Ordering::Relaxed);
             idle.release();
+            // A scheduling point between the two halves of
+            // `Worker::release`: loom's `unpark` orders everything before it
+            // with the unparked thread at once, parked or not, which would
+            // hide a release without the ordering the worker relies on.
+            thread::yield_now();
             worker.thread().unpark();
         }
 

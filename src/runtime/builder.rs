@@ -303,7 +303,7 @@ impl Builder {
                 .name(format!("{}-{}", self.thread_name, worker.index))
                 .spawn(move || {
                     // Before `ready`: from then on, stops may need to unpark us.
-                    let _ = worker.thread.set(std::thread::current());
+                    let _ = worker.thread.set(crate::sync::thread::current());
                     let started = worker
                         .cpu
                         .map_or(Ok(()), topology::bind_current_thread)

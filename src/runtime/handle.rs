@@ -4,7 +4,7 @@ use super::builder::Config;
 use super::context;
 use super::task::{self, JoinHandle};
 use super::worker::Worker;
-use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex};
 use crate::topology::WorkerPlacement;
 use std::fmt;
@@ -33,7 +33,8 @@ pub(crate) struct Shared {
     pub(crate) stats: crate::stats::Recorder,
 }
 
-static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+// std's atomic even under the loom cfg: a static needs a const constructor.
+static NEXT_TASK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Shared {
     pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {

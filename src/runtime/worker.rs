@@ -7,6 +7,7 @@ use super::task::TaskInfo;
 use crate::completion::Completion;
 use crate::stopper::Stopper;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::thread::Thread;
 use crate::sync::{Arc, Mutex, lock};
 use async_task::Runnable;
 use std::collections::{HashMap, VecDeque};
@@ -14,7 +15,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::sync::OnceLock;
 use std::task::Waker;
-use std::thread::Thread;
 
 /// The tasks that live on a worker, so that shutdown can drop every one of
 /// them, idle ones included, on the worker's own thread.
