@@ -46,6 +46,9 @@ fn stats_count_every_stop_by_kind_and_worker() {
         assert_eq!(stats.worker(0).unwrap().stops, 7);
         assert_eq!(stats.worker(1).unwrap().stops, 10);
         assert_eq!(stats.worker(0).unwrap().time_to_stop.count(), 7);
+        // Restarts are recorded for the workers that ran a work (not claimed ones).
+        let w1 = stats.worker(1).unwrap();
+        assert_eq!(w1.time_to_restart.count(), w1.stops - w1.claimed);
         let table = stats.to_string();
         for name in ["one", "two", "cpus", "core", "machine"] {
             assert!(

@@ -55,6 +55,8 @@ pub(crate) struct Timeline {
     pub(crate) run_end: Option<Instant>,
     /// The last participant left its stopper.
     pub(crate) last_left: Option<Instant>,
+    /// When each participant left its stopper.
+    pub(crate) lefts: Vec<(usize, Instant)>,
 }
 
 /// One multi-worker stop: the kernel's `struct multi_stop_data`.
@@ -240,6 +242,7 @@ where
                     let left = Instant::now();
                     let mut timeline = lock(&self.timeline);
                     timeline.last_left = timeline.last_left.max(Some(left));
+                    timeline.lefts.push((worker, left));
                     return;
                 }
                 backoff.reset();

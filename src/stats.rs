@@ -207,6 +207,9 @@ pub struct WorkerStats {
     pub claimed: u64,
     /// From each request until this worker was in its stopper.
     pub time_to_stop: Latency,
+    /// From the end of each stop's function (EXIT) until this worker left
+    /// its stopper and went back to its tasks.
+    pub time_to_restart: Latency,
 }
 
 /// A snapshot of a runtime's stop statistics: [`Handle::stats`].
@@ -288,6 +291,8 @@ pub(crate) struct Measured {
     pub(crate) restart: Duration,
     /// Each participant's time to reach its stopper; claimed ones at zero.
     pub(crate) arrivals: Vec<(usize, Duration)>,
+    /// Each participant's time from EXIT to leaving its stopper.
+    pub(crate) restarts: Vec<(usize, Duration)>,
     pub(crate) claimed: Vec<usize>,
 }
 
@@ -301,6 +306,7 @@ impl Measured {
             stopped: Duration::ZERO,
             restart: Duration::ZERO,
             arrivals: Vec::new(),
+            restarts: Vec::new(),
             claimed: Vec::new(),
         }
     }
@@ -326,6 +332,7 @@ impl Recorder {
                     stops: 0,
                     claimed: 0,
                     time_to_stop: Latency::new(),
+                    time_to_restart: Latency::new(),
                 })
                 .collect(),
         }
@@ -346,6 +353,11 @@ impl Recorder {
             if let Some(ws) = stats.workers.get_mut(w) {
                 ws.stops += 1;
                 ws.time_to_stop.record(d);
+            }
+        }
+        for (w, d) in m.restarts {
+            if let Some(ws) = stats.workers.get_mut(w) {
+                ws.time_to_restart.record(d);
             }
         }
         for w in m.claimed {

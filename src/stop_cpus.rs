@@ -232,6 +232,7 @@ fn record_cpus(handle: &Handle, requested: Instant, times: &[(usize, Instant, In
             .iter()
             .map(|(w, start, _)| (*w, *start - requested))
             .collect(),
+        restarts: times.iter().map(|(w, _, _)| (*w, Duration::ZERO)).collect(),
         claimed: Vec::new(),
     });
 }

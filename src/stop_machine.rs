@@ -234,6 +234,11 @@ fn record(handle: &Handle, kind: StopKind, t: &Timeline, requested: Instant, cla
             .iter()
             .map(|(w, at)| (*w, at.saturating_duration_since(requested)))
             .collect(),
+        restarts: t
+            .lefts
+            .iter()
+            .map(|(w, at)| (*w, at.saturating_duration_since(run_end)))
+            .collect(),
         claimed,
     });
 }

@@ -96,6 +96,7 @@ impl Handle {
                 stopped: end - start,
                 restart: Duration::ZERO,
                 arrivals: vec![(worker, start - requested)],
+                restarts: vec![(worker, Duration::ZERO)],
                 claimed: Vec::new(),
             });
             out
