@@ -55,13 +55,7 @@ impl Handle {
         F: Fn(usize) -> R + Send + Sync + 'static,
         R: Send + 'static,
     {
-        let (caller, handle, mask) = (Location::caller(), self.clone(), mask.clone());
-        async move {
-            handle.check()?;
-            validate(&handle, &mask)?;
-            let guard = handle.shared.stop_lock.lock().await;
-            queue_stop_cpus(&handle, &mask, f, guard, caller).await
-        }
+        self.stop_cpus_inner(mask, f, true, Location::caller())
     }
 
     /// [`stop_cpus`](Handle::stop_cpus), except that it fails at once with
@@ -92,11 +86,29 @@ impl Handle {
         F: Fn(usize) -> R + Send + Sync + 'static,
         R: Send + 'static,
     {
-        let (caller, handle, mask) = (Location::caller(), self.clone(), mask.clone());
+        self.stop_cpus_inner(mask, f, false, Location::caller())
+    }
+
+    /// `stop_cpus` (`wait`: for the facility) or `try_stop_cpus`.
+    fn stop_cpus_inner<F, R>(
+        &self,
+        mask: &CpuMask,
+        f: F,
+        wait: bool,
+        caller: &'static Location<'static>,
+    ) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
+    where
+        F: Fn(usize) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let (handle, mask) = (self.clone(), mask.clone());
         async move {
             handle.check()?;
             validate(&handle, &mask)?;
-            let guard = handle.shared.stop_lock.try_lock().ok_or(StopError::Busy)?;
+            let guard = match wait {
+                true => handle.shared.stop_lock.lock().await,
+                false => handle.shared.stop_lock.try_lock().ok_or(StopError::Busy)?,
+            };
             queue_stop_cpus(&handle, &mask, f, guard, caller).await
         }
     }
