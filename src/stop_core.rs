@@ -3,6 +3,7 @@
 use crate::cpumask::CpuMask;
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
+use crate::stats::StopKind;
 use crate::stop_machine::{Plan, multi_stop};
 use std::future::Future;
 use std::panic::Location;
@@ -107,6 +108,7 @@ impl Handle {
                 participants,
                 claim_idle: false,
                 kind,
+                stat: StopKind::Core,
                 caller,
                 timeout: handle.shared.config.stop_timeout,
             };

@@ -30,6 +30,8 @@ pub(crate) struct Plan {
     /// stopped without waking them.
     pub(crate) claim_idle: bool,
     pub(crate) kind: &'static str,
+    /// The kind its statistics are filed under.
+    pub(crate) stat: StopKind,
     pub(crate) caller: &'static Location<'static>,
     /// How long to wait for every participant to reach its stopper.
     pub(crate) timeout: Option<Duration>,
@@ -108,8 +110,17 @@ where
     );
     ms.set_span(span.clone());
     let ms = Arc::new(ms);
-    let polls: Vec<u64> = handle.shared.workers.iter().map(|w| w.poll_seq()).collect();
-    let polling: Vec<_> = handle.shared.workers.iter().map(|w| w.polling()).collect();
+    // What each worker is doing at the request: read back only to name
+    // stragglers (with a timeout) or the slowest worker (slow-stop warning).
+    let workers = &handle.shared.workers;
+    let polls: Vec<u64> = match plan.timeout {
+        Some(_) => workers.iter().map(|w| w.poll_seq()).collect(),
+        None => Vec::new(),
+    };
+    let polling: Vec<_> = match handle.shared.config.slow_stop {
+        Some(_) => workers.iter().map(|w| w.polling()).collect(),
+        None => Vec::new(),
+    };
     let (claimed, queued, refused) = {
         // Claims and queueing form one step in the queueing order.
         let order = lock(&handle.shared.queue_lock);
@@ -183,7 +194,7 @@ where
             }
         }
     }
-    let kind = stop_kind(plan.kind);
+    let kind = plan.stat;
     if ms.state() == State::Abandoned {
         handle.shared.stats.record(Measured::failed(kind));
         let waited: CpuMask = queued.iter().map(|w| w.index).collect();
@@ -208,14 +219,6 @@ where
         warn_if_slow(&span, threshold, &timeline, requested, &polling);
     }
     results
-}
-
-fn stop_kind(kind: &str) -> StopKind {
-    match kind {
-        "stop_two_cpus" => StopKind::Two,
-        "stop_core" | "stop_node" => StopKind::Core,
-        _ => StopKind::Machine,
-    }
 }
 
 /// Records a finished multi-worker stop's three timings.
@@ -467,6 +470,7 @@ impl Handle {
                 active,
                 claim_idle: true,
                 kind: "stop_machine",
+                stat: StopKind::Machine,
                 caller,
                 timeout,
             };
@@ -558,6 +562,7 @@ impl Handle {
                 active: CpuMask::of(a),
                 claim_idle: false,
                 kind: "stop_two_cpus",
+                stat: StopKind::Two,
                 caller,
                 timeout: handle.shared.config.stop_timeout,
             };

@@ -4,19 +4,10 @@ use crate::completion::Completion;
 use crate::error::{StopError, panic_message};
 use crate::runtime::handle::Handle;
 use crate::stats::{Measured, StopKind};
-use crate::stopper::{Refused, StopWork};
+use crate::stopper::StopWork;
 use crate::sync::{Arc, Mutex, lock};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::time::{Duration, Instant};
-
-impl From<Refused> for StopError {
-    fn from(r: Refused) -> StopError {
-        match r {
-            Refused::Offline => StopError::Offline,
-            Refused::Shutdown => StopError::Shutdown,
-        }
-    }
-}
 
 /// Runs `f`, turning a panic into [`StopError::Panicked`].
 pub(crate) fn run_caught<R>(f: impl FnOnce() -> R) -> Result<R, StopError> {

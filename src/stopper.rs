@@ -1,6 +1,7 @@
 //! The per-worker stopper: a queue of stop works that run before the
 //! worker's next task poll, the kernel's `struct cpu_stopper`.
 
+use crate::error::StopError;
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Mutex, lock};
 use std::collections::VecDeque;
@@ -39,6 +40,15 @@ pub(crate) enum Refused {
     Offline,
     /// The runtime is shutting down.
     Shutdown,
+}
+
+impl From<Refused> for StopError {
+    fn from(r: Refused) -> StopError {
+        match r {
+            Refused::Offline => StopError::Offline,
+            Refused::Shutdown => StopError::Shutdown,
+        }
+    }
 }
 
 struct Inner {
