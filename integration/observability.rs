@@ -35,7 +35,8 @@ fn stats_count_every_stop_by_kind_and_worker() {
             .iter()
             .map(|k| (stats.kind(*k).count, stats.kind(*k).failed))
             .collect();
-        assert_eq!(counts, [(4, 0), (1, 0), (2, 0), (1, 0), (3, 1)]);
+        // One, Nowait, Two, Cpus, Core, Node, Machine.
+        assert_eq!(counts, [(4, 0), (0, 0), (1, 0), (2, 0), (1, 0), (0, 0), (3, 1)]);
         for kind in StopKind::ALL {
             let k = stats.kind(kind);
             assert_eq!(k.time_to_stop.count(), k.count, "{kind:?}");

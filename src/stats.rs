@@ -8,35 +8,52 @@ use std::time::Duration;
 
 /// The primitive a stop was requested with.
 ///
+/// The discriminants follow [`StopKind::ALL`]: a kind's statistics live at
+/// `kind as usize`.
+///
 /// # Examples
 ///
 /// ```
 /// use stop_machine::StopKind;
 ///
 /// assert_eq!(StopKind::Machine.name(), "machine");
-/// assert_eq!(StopKind::ALL.len(), 5);
+/// assert_eq!(StopKind::ALL.len(), 7);
+/// assert_eq!(StopKind::ALL[StopKind::Node as usize], StopKind::Node);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StopKind {
-    /// `stop_one_cpu`, `stop_one_cpu_nowait`.
+    /// `stop_one_cpu`.
     One,
+    /// `stop_one_cpu_nowait`.
+    Nowait,
     /// `stop_two_cpus`.
     Two,
     /// `stop_cpus`, `try_stop_cpus`.
     Cpus,
-    /// `stop_core`, `stop_node`.
+    /// `stop_core`.
     Core,
+    /// `stop_node`.
+    Node,
     /// `stop_machine` and its blocking and timeout variants.
     Machine,
 }
 
 impl StopKind {
-    /// Every kind, in table order.
-    pub const ALL: [StopKind; 5] = [
+    /// Every kind, in table order (which is also declaration order).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let names: Vec<_> = stop_machine::StopKind::ALL.iter().map(|k| k.name()).collect();
+    /// assert_eq!(names, ["one", "nowait", "two", "cpus", "core", "node", "machine"]);
+    /// ```
+    pub const ALL: [StopKind; 7] = [
         StopKind::One,
+        StopKind::Nowait,
         StopKind::Two,
         StopKind::Cpus,
         StopKind::Core,
+        StopKind::Node,
         StopKind::Machine,
     ];
 
@@ -46,13 +63,16 @@ impl StopKind {
     ///
     /// ```
     /// assert_eq!(stop_machine::StopKind::Cpus.name(), "cpus");
+    /// assert_eq!(stop_machine::StopKind::Nowait.name(), "nowait");
     /// ```
     pub fn name(self) -> &'static str {
         match self {
             StopKind::One => "one",
+            StopKind::Nowait => "nowait",
             StopKind::Two => "two",
             StopKind::Cpus => "cpus",
             StopKind::Core => "core",
+            StopKind::Node => "node",
             StopKind::Machine => "machine",
         }
     }
@@ -492,6 +512,47 @@ mod tests {
         assert_eq!(l.count(), 3);
         assert!(close(l.max(), Latency::MAX), "{:?}", l.max());
         assert!(close(l.quantile(0.5), Latency::MAX));
+    }
+
+    #[test]
+    fn every_kind_has_its_own_row_and_name() {
+        for (i, kind) in StopKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?} is not at its index in ALL");
+        }
+        let mut names: Vec<_> = StopKind::ALL.iter().map(|k| k.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), StopKind::ALL.len());
+
+        let recorder = Recorder::new(1);
+        for (i, kind) in StopKind::ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                recorder.record(Measured {
+                    stopped: Duration::from_nanos(1500),
+                    ..Measured::failed(kind)
+                });
+                recorder.record(Measured {
+                    ok: true,
+                    stopped: Duration::from_nanos(1500),
+                    ..Measured::failed(kind)
+                });
+            }
+        }
+        let stats = recorder.snapshot();
+        let table = stats.to_string();
+        for (i, kind) in StopKind::ALL.into_iter().enumerate() {
+            let k = stats.kind(kind);
+            assert_eq!((k.count, k.failed), (i as u64 + 1, i as u64 + 1), "{kind:?}");
+            assert_eq!(k.time_stopped.count(), k.count);
+            assert!(close(k.time_stopped.max(), Duration::from_nanos(1500)));
+            let row = table
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(kind.name()))
+                .unwrap_or_else(|| panic!("no {} row in\n{table}", kind.name()));
+            let cells: Vec<_> = row.split_whitespace().collect();
+            assert_eq!(cells[1..3], [format!("{}", i + 1), format!("{}", i + 1)], "{row}");
+            assert!(row.contains("1.5µs/1.5µs/1.5µs"), "{row}");
+        }
     }
 
     #[test]
