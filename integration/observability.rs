@@ -4,8 +4,9 @@
 mod common;
 
 use common::{runtime, watchdog};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use stop_machine::{CpuMask, Runtime, StopKind};
 
 #[test]
@@ -66,6 +67,109 @@ fn stats_count_every_stop_by_kind_and_worker() {
                 .all(|k| stats.kind(*k).count == 0 && stats.kind(*k).failed == 0)
         );
         assert_eq!(stats.worker(1).unwrap().stops, 0);
+    });
+}
+
+#[test]
+fn time_stopped_is_at_least_what_the_stop_function_slept() {
+    watchdog("time_stopped", || {
+        let rt = runtime(2);
+        let h = rt.handle().clone();
+        let nap = Duration::from_millis(5);
+        for _ in 0..3 {
+            h.stop_machine_blocking(move |_| std::thread::sleep(nap), None)
+                .unwrap();
+        }
+        let stats = h.stats();
+        let machine = stats.kind(StopKind::Machine);
+        assert_eq!((machine.count, machine.failed), (3, 0));
+        for l in [
+            &machine.time_to_stop,
+            &machine.time_stopped,
+            &machine.time_to_restart,
+        ] {
+            assert_eq!(l.count(), 3);
+        }
+        // RUN is entered before the function starts and left after it
+        // returns, so every stop lasted at least the sleep. Reads are the
+        // top of each value's bucket, never below the value: the smallest
+        // of the three, the median and the largest are all at least 5 ms.
+        let stopped = &machine.time_stopped;
+        for (what, read) in [
+            ("smallest", stopped.quantile(0.1)),
+            ("p50", stopped.p50()),
+            ("max", stopped.max()),
+        ] {
+            assert!(read >= nap, "{what} time stopped {read:?} < {nap:?}: {stopped:?}");
+        }
+    });
+}
+
+/// Sets the flag when dropped: a failing test still ends the spin, so the
+/// runtime can shut down and the failure is reported, not a watchdog hang.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn time_to_stop_covers_a_poll_that_holds_the_stop_up() {
+    watchdog("time_to_stop", || {
+        let rt = runtime(2);
+        let h = rt.handle().clone();
+        let release = Arc::new(AtomicBool::new(false));
+        let _release_on_failure = SetOnDrop(release.clone());
+
+        // A task on worker 1 that never yields until released.
+        let (started_tx, started_rx) = mpsc::channel();
+        let r = release.clone();
+        let spinner = h.spawn_on(1, async move {
+            started_tx.send(()).unwrap();
+            while !r.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        });
+        started_rx.recv().unwrap();
+
+        // The releaser starts its clock only once the stop's work waits in
+        // worker 1's stopper, so after the stop was requested; it reads the
+        // clock again before it releases the spin, so before worker 1 can
+        // reach its stopper. The sleep is the workload, not synchronization.
+        let (h1, r) = (h.clone(), release.clone());
+        let releaser = std::thread::spawn(move || {
+            while h1.stopper_info(1).unwrap().queued == 0 {
+                std::thread::yield_now();
+            }
+            let from = Instant::now();
+            std::thread::sleep(Duration::from_millis(20));
+            let held = from.elapsed();
+            r.store(true, Ordering::SeqCst);
+            held
+        });
+        h.stop_machine_blocking(|_| (), None).unwrap();
+        let held = releaser.join().unwrap();
+        futures::executor::block_on(spinner).unwrap();
+        assert!(held >= Duration::from_millis(20), "{held:?}");
+
+        let stats = h.stats();
+        let machine = stats.kind(StopKind::Machine);
+        assert_eq!((machine.count, machine.failed), (1, 0));
+        let to_stop = &machine.time_to_stop;
+        assert_eq!(to_stop.count(), 1);
+        for (what, read) in [("p50", to_stop.p50()), ("max", to_stop.max())] {
+            assert!(
+                read >= held,
+                "{what} time to stop {read:?} < the {held:?} the spin held it up"
+            );
+        }
+        // Worker 1 was busy, so it was woken, not claimed, and its own time
+        // to reach its stopper covers the spin too.
+        let w1 = stats.worker(1).unwrap();
+        assert_eq!((w1.stops, w1.claimed), (1, 0));
+        assert!(w1.time_to_stop.max() >= held, "{:?} < {held:?}", w1.time_to_stop);
     });
 }
 
