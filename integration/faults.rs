@@ -10,7 +10,12 @@ use std::time::Duration;
 use stop_machine::{CpuMask, StopError};
 
 /// A task on `worker` that never yields until `release` is set.
-fn hog(h: &stop_machine::Handle, worker: usize, release: Arc<AtomicBool>, safepoints: bool) -> (u64, u32) {
+fn hog(
+    h: &stop_machine::Handle,
+    worker: usize,
+    release: Arc<AtomicBool>,
+    safepoints: bool,
+) -> (stop_machine::TaskId, u32) {
     let (started_tx, started_rx) = mpsc::channel();
     let task = h.spawn_on(worker, async move {
         started_tx.send(()).unwrap();

@@ -204,7 +204,7 @@ fn stopper_info_shows_the_running_stop_function() {
         entered_rx.recv().unwrap();
         let info = h.stopper_info(1).unwrap();
         let running = info.running.expect("a stop function runs on worker 1");
-        assert_eq!(running.kind, "stop_one_cpu");
+        assert_eq!(running.kind, stop_machine::StopKind::One);
         assert_eq!((running.caller.file(), running.caller.line()), (file!(), line));
         assert!(info.online);
         assert_eq!(h.stopper_info(0).unwrap().running, None);
@@ -285,7 +285,7 @@ fn a_span_per_stop_with_phase_events_and_a_slow_stop_warning() {
             .iter()
             .find(|(_, s)| s.starts_with("stop ") && s.contains(&here))
             .expect("our span");
-        assert!(span.contains("kind=\"stop_machine\""), "{span}");
+        assert!(span.contains("kind=\"machine\""), "{span}");
         assert!(span.contains("mask=0-1"), "{span}");
         let events = capture.events.lock().unwrap().clone();
         let phases: Vec<_> = events

@@ -40,6 +40,17 @@ pub enum StopError {
     Nested,
     /// The runtime is shutting down or gone.
     Shutdown,
+    /// The worker's scheduler loop ended abnormally (a bug of this crate,
+    /// reported when the runtime is dropped): its stopper takes no works,
+    /// and the works it had queued were cancelled with this error.
+    WorkerDied,
+    /// A stop was awaited through another executor's `block_on` on one of
+    /// the runtime's own worker threads. A worker blocked that way cannot
+    /// serve its stopper, so any stop that needs it would wait forever;
+    /// `.await` the stop from the task, or block through the crate's own
+    /// entry points (`stop_machine_blocking`), which serve the stopper
+    /// while they wait.
+    WouldBlockWorker,
     /// Some workers did not reach their stopper before the stop's deadline:
     /// the stop was abandoned before DISABLE_IRQ (nobody ran the function)
     /// and the workers that had arrived went back to their tasks. Each
@@ -73,7 +84,7 @@ pub struct Straggler {
     /// The worker.
     pub worker: usize,
     /// The task it was polling, if any: its id.
-    pub task: Option<u64>,
+    pub task: Option<crate::TaskId>,
     /// Where that task was spawned (`#[track_caller]` of the spawn call).
     pub spawned_at: Option<&'static Location<'static>>,
     /// How long the current poll had run at least: the same poll was in
@@ -106,6 +117,10 @@ impl fmt::Display for StopError {
             StopError::Panicked(msg) => write!(f, "stop function panicked: {msg}"),
             StopError::Nested => f.write_str("stop requested from inside a stop function"),
             StopError::Shutdown => f.write_str("runtime is shutting down"),
+            StopError::WorkerDied => f.write_str("the worker died"),
+            StopError::WouldBlockWorker => f.write_str(
+                "a worker thread would block on a stop through a foreign block_on; await it or use stop_machine_blocking",
+            ),
             StopError::TimedOut { stragglers } => {
                 write!(f, "stop timed out waiting for {} worker(s)", stragglers.len())?;
                 for s in stragglers {
@@ -133,7 +148,7 @@ impl std::error::Error for StopError {}
 /// assert!(err.is_panic());
 /// ```
 pub struct JoinError {
-    id: u64,
+    id: crate::TaskId,
     repr: Repr,
 }
 
@@ -144,14 +159,14 @@ enum Repr {
 }
 
 impl JoinError {
-    pub(crate) fn cancelled(id: u64) -> JoinError {
+    pub(crate) fn cancelled(id: crate::TaskId) -> JoinError {
         JoinError {
             id,
             repr: Repr::Cancelled,
         }
     }
 
-    pub(crate) fn panic(id: u64, payload: Box<dyn Any + Send + 'static>) -> JoinError {
+    pub(crate) fn panic(id: crate::TaskId, payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
             id,
             repr: Repr::Panic(std::sync::Mutex::new(payload)),
@@ -194,10 +209,12 @@ impl JoinError {
     /// use stop_machine::Runtime;
     ///
     /// let rt = Runtime::builder().workers(1).pin(false).build().unwrap();
-    /// let err = rt.block_on(async { stop_machine::spawn(async { panic!() }).await }).unwrap_err();
-    /// assert!(err.id() > 0);
+    /// let task = rt.handle().spawn(async { panic!() });
+    /// let id = task.id();
+    /// let err = futures::executor::block_on(task).unwrap_err();
+    /// assert_eq!(err.id(), id);
     /// ```
-    pub fn id(&self) -> u64 {
+    pub fn id(&self) -> crate::TaskId {
         self.id
     }
 
@@ -266,6 +283,12 @@ impl fmt::Debug for JoinError {
 }
 
 impl std::error::Error for JoinError {}
+
+/// Runs `f`, turning a panic into [`StopError::Panicked`].
+pub(crate) fn run_caught<R>(f: impl FnOnce() -> R) -> Result<R, StopError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|p| StopError::Panicked(panic_message(&*p)))
+}
 
 /// The message of a panic payload, as `std` would print it.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -1,41 +1,12 @@
 //! Taking workers offline and back: the kernel's `stop_machine_park` and
 //! `stop_machine_unpark`.
 
-use crate::completion::Completion;
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
-use crate::stopper::StopperInfo;
-use crate::sync::atomic::Ordering;
-use crate::sync::{Arc, lock};
+use crate::stop::completion::Completion;
+use crate::sync::Arc;
 
 impl Handle {
-    /// What worker `worker`'s stopper is doing: the analogue of the kernel's
-    /// `print_stop_info`.
-    ///
-    /// # Errors
-    ///
-    /// [`StopError::InvalidWorker`] for an id out of range.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
-    /// assert_eq!(rt.handle().stopper_info(0).unwrap().worker, 0);
-    /// assert!(rt.handle().stopper_info(1).is_err());
-    /// ```
-    pub fn stopper_info(&self, worker: usize) -> Result<StopperInfo, StopError> {
-        let w = self.worker(worker)?;
-        Ok(StopperInfo {
-            worker,
-            online: w.is_online(),
-            idle: w.is_idle(),
-            running: w.stopper.running(),
-            polling: w.polling(),
-            queued: w.stopper.queued(),
-            wakeups: w.wakeups.load(Ordering::Relaxed),
-        })
-    }
-
     /// Takes worker `worker` offline. It first runs the stop works already
     /// queued to it; from then on it takes no new ones (queueing to it
     /// reports [`StopError::Offline`]), runs no task and does not turn its
@@ -67,26 +38,27 @@ impl Handle {
     pub async fn park_worker(&self, worker: usize) -> Result<(), StopError> {
         self.check()?;
         let w = self.worker(worker)?.clone();
-        let _serialized = self.shared.stop_lock.lock().await;
+        let guard = self.shared.stop_lock.lock().await;
         let ack = Arc::new(Completion::new(1));
         {
-            let _order = lock(&self.shared.queue_lock);
-            if w.shutdown.load(Ordering::SeqCst) {
-                return Err(StopError::Shutdown);
-            }
-            if !w.is_online() {
-                return Ok(());
-            }
-            w.stopper.set_enabled(false);
+            let _order = self.shared.queue_lock.lock();
+            w.stopper.request_offline(&ack)?;
         }
-        *lock(&w.offline_ack) = Some(ack.clone());
-        w.want_offline.store(true, Ordering::SeqCst);
-        w.stopper.poke();
+        // The stop lock is released once the worker is offline, by whoever
+        // signals that, wherever this future is by then: no stop can start
+        // in between and find the worker half-gone.
+        ack.on_complete(move || drop(guard));
         w.notify();
-        if self.current_index() != Some(worker) {
-            ack.wait().await;
+        if self.current_index() == Some(worker) {
+            return Ok(());
         }
-        Ok(())
+        ack.wait().await;
+        match w.stopper.life() {
+            ended if ended.is_final() => {
+                Err(ended.refusal().expect("invariant: an ended worker refuses works"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Brings worker `worker` back online: its stopper takes works again and
@@ -113,15 +85,13 @@ impl Handle {
         self.check()?;
         let w = self.worker(worker)?.clone();
         let _serialized = self.shared.stop_lock.lock().await;
-        {
-            let _order = lock(&self.shared.queue_lock);
-            if w.shutdown.load(Ordering::SeqCst) {
-                return Err(StopError::Shutdown);
-            }
-            w.stopper.set_enabled(true);
+        let changed = {
+            let _order = self.shared.queue_lock.lock();
+            w.stopper.request_online()?
+        };
+        if changed {
+            w.unpark_thread();
         }
-        w.want_offline.store(false, Ordering::SeqCst);
-        w.unpark_thread();
         Ok(())
     }
 }

@@ -19,35 +19,34 @@
 //! assert_eq!(answer, Ok(42));
 //! ```
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks, missing_debug_implementations)]
 
-mod blocking;
-mod completion;
 pub mod cpumask;
 mod error;
 mod hotplug;
-mod multi_stop;
 mod runtime;
 mod stats;
+mod stop;
 mod stop_core;
 mod stop_cpus;
-mod stop_lock;
 mod stop_machine;
 mod stop_one;
-mod stopper;
 mod sync;
 pub mod topology;
 
 pub use cpumask::{CpuMask, ParseCpuMaskError};
 pub use error::{JoinError, StopError, Straggler};
 pub use runtime::builder::Builder;
-pub use runtime::handle::{Handle, TryCurrentError, current_worker, spawn, spawn_local, spawn_on};
+pub use runtime::handle::{
+    Handle, StopperInfo, TryCurrentError, current_worker, spawn, spawn_local, spawn_on,
+};
 pub use runtime::runtime::Runtime;
-pub use runtime::scheduler::safepoint;
-pub use runtime::task::JoinHandle;
+pub use runtime::service::safepoint;
+pub use runtime::task::{JoinHandle, TaskId};
 pub use stats::{KindStats, Latency, Stats, StopKind, WorkerStats};
+pub use stop::stopper::RunningStop;
 pub use stop_core::stop_core;
 pub use stop_cpus::{stop_cpus, try_stop_cpus};
 pub use stop_machine::{stop_machine, stop_machine_blocking, stop_two_cpus};
 pub use stop_one::{stop_one_cpu, stop_one_cpu_nowait};
-pub use stopper::{RunningStop, StopperInfo};
 pub use topology::{Pu, Topology, WorkerPlacement};

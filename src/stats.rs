@@ -1,7 +1,7 @@
 //! What every stop cost, where: counters and latency histograms of the
 //! three timings of each stop, by kind and by worker.
 
-use crate::sync::{Mutex, lock};
+use crate::sync::Mutex;
 use hdrhistogram::Histogram;
 use std::fmt;
 use std::time::Duration;
@@ -369,6 +369,7 @@ impl Measured {
 }
 
 /// Where a runtime accumulates its [`Stats`].
+#[derive(Debug)]
 pub(crate) struct Recorder {
     inner: Mutex<Stats>,
 }
@@ -395,7 +396,7 @@ impl Recorder {
     }
 
     pub(crate) fn record(&self, m: Measured) {
-        let mut stats = lock(&self.inner);
+        let mut stats = self.inner.lock();
         let k = &mut stats.kinds[m.kind as usize];
         if !m.ok {
             k.failed += 1;
@@ -426,11 +427,11 @@ impl Recorder {
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
-        lock(&self.inner).clone()
+        self.inner.lock().clone()
     }
 
     pub(crate) fn reset(&self) {
-        let mut stats = lock(&self.inner);
+        let mut stats = self.inner.lock();
         let workers = stats.workers.len();
         *stats = Recorder::empty(workers);
     }

@@ -4,9 +4,11 @@ use crate::cpumask::CpuMask;
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
 use crate::stats::StopKind;
-use crate::stop_machine::{Plan, multi_stop};
+use crate::stop::deadline::deadline;
+use crate::stop::plan::{self, Plan, Request};
 use std::future::Future;
 use std::panic::Location;
+use std::time::Instant;
 
 impl Handle {
     /// Stops every online worker pinned to the same physical core as
@@ -41,7 +43,7 @@ impl Handle {
         R: Send + 'static,
     {
         let mask = self.worker(worker).map(|_| self.topology().core_mask_of(worker));
-        self.stop_group(mask, f, "stop_core", Location::caller())
+        self.stop_group(mask, f, StopKind::Core, Location::caller())
     }
 
     /// Stops every online worker of NUMA node `node` through the multi-stop
@@ -76,7 +78,7 @@ impl Handle {
         R: Send + 'static,
     {
         let mask = Ok(self.topology().node_mask(node));
-        self.stop_group(mask, f, "stop_node", Location::caller())
+        self.stop_group(mask, f, StopKind::Node, Location::caller())
     }
 
     /// A serialized multi-stop of `mask`'s online workers, all active.
@@ -84,7 +86,7 @@ impl Handle {
         &self,
         mask: Result<CpuMask, StopError>,
         f: F,
-        kind: &'static str,
+        kind: StopKind,
         caller: &'static Location<'static>,
     ) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
     where
@@ -93,26 +95,30 @@ impl Handle {
     {
         let handle = self.clone();
         async move {
+            let now = Instant::now();
+            let request = Request {
+                kind,
+                caller,
+                at: now,
+                deadline: deadline(now, handle.shared.config.stop_timeout),
+            };
             handle.check()?;
             let mask = mask?;
             if mask.is_empty() {
                 return Err(StopError::EmptyMask);
             }
-            let guard = handle.shared.stop_lock.lock().await;
+            let guard = plan::lock(&handle.shared, &request).await?;
             let participants = &mask & &handle.online();
             if participants.is_empty() {
                 return Err(StopError::Offline);
             }
             let plan = Plan {
+                request,
                 active: participants.clone(),
                 participants,
                 claim_idle: false,
-                kind,
-                stat: StopKind::Core,
-                caller,
-                timeout: handle.shared.config.stop_timeout,
             };
-            multi_stop(&handle, plan, f, Some(guard)).await
+            plan::multi_stop(&handle.shared, plan, f, Some(guard)).await
         }
     }
 }

@@ -1,21 +1,37 @@
 //! Stopping a set of workers, each running the function on its own:
 //! `stop_cpus` and `try_stop_cpus`.
 
-use crate::completion::Completion;
 use crate::cpumask::CpuMask;
-use crate::error::StopError;
+use crate::error::{StopError, run_caught};
 use crate::runtime::handle::Handle;
-use crate::stats::{Measured, StopKind};
-use crate::stop_lock::StopGuard;
-use crate::stop_machine::{queue_on, validate};
-use crate::stop_one::run_caught;
-use crate::sync::{Arc, Mutex, lock};
+use crate::stats::StopKind;
+use crate::stop::completion::Completion;
+use crate::stop::lock::StopGuard;
+use crate::stop::plan::{self, Request};
+use crate::stop::report;
+use crate::stop::work::Go;
+use crate::sync::{Arc, Mutex};
 use std::future::Future;
 use std::panic::Location;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// What each worker of a `stop_cpus` leaves behind.
-type Results<R> = Arc<Mutex<(Vec<(usize, R)>, Option<StopError>, Vec<(usize, Instant, Instant)>)>>;
+/// What the workers of a `stop_cpus` leave behind: each one's value and
+/// when it ran, and the first error.
+struct Results<R> {
+    values: Vec<(usize, R)>,
+    runs: Vec<(usize, Instant, Instant)>,
+    error: Option<StopError>,
+}
+
+impl<R> Default for Results<R> {
+    fn default() -> Results<R> {
+        Results {
+            values: Vec::new(),
+            runs: Vec::new(),
+            error: None,
+        }
+    }
+}
 
 impl Handle {
     /// Runs `f(worker)` on every online worker of `mask` with the highest
@@ -104,49 +120,58 @@ impl Handle {
         let (handle, mask) = (self.clone(), mask.clone());
         async move {
             handle.check()?;
-            validate(&handle, &mask)?;
+            plan::validate(&handle.shared, &mask)?;
+            let request = Request {
+                kind: StopKind::Cpus,
+                caller,
+                at: Instant::now(),
+                deadline: None,
+            };
             let guard = match wait {
-                true => handle.shared.stop_lock.lock().await,
+                true => plan::lock(&handle.shared, &request).await?,
                 false => handle.shared.stop_lock.try_lock().ok_or(StopError::Busy)?,
             };
-            queue_stop_cpus(&handle, &mask, f, guard, caller).await
+            each_cpu(&handle, &mask, f, guard, request).await
         }
     }
 }
 
-async fn queue_stop_cpus<F, R>(
+/// Runs `f` on each online worker of `mask` in its stopper, each on its
+/// own (the kernel's `queue_stop_cpus_work`), and waits for all. `guard` is
+/// released when the last one is done, wherever the caller is by then.
+async fn each_cpu<F, R>(
     handle: &Handle,
     mask: &CpuMask,
     f: F,
     guard: StopGuard,
-    caller: &'static Location<'static>,
+    request: Request,
 ) -> Result<Vec<(usize, R)>, StopError>
 where
     F: Fn(usize) -> R + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let requested = Instant::now();
     let f = Arc::new(f);
-    let results: Results<R> = Arc::new(Mutex::new((Vec::new(), None, Vec::new())));
+    let results: Arc<Mutex<Results<R>>> = Arc::new(Mutex::new(Results::default()));
     let done = Arc::new(Completion::new(mask.weight()));
     let (queued, refused) = {
-        let order = lock(&handle.shared.queue_lock);
-        queue_on(handle, &order, mask.iter(), &done, "stop_cpus", caller, |w| {
+        let order = handle.shared.queue_lock.lock();
+        plan::queue_on(&handle.shared, &order, mask.iter(), &request, |w| {
             let (f, results, done) = (f.clone(), results.clone(), done.clone());
-            Box::new(move || {
-                let start = Instant::now();
-                let out = run_caught(|| f(w));
-                let mut results = lock(&results);
-                results.2.push((w, start, Instant::now()));
-                match out {
-                    Ok(r) => results.0.push((w, r)),
-                    Err(e) => {
-                        results.1.get_or_insert(e);
+            move |go: Go| {
+                if go.is_ok() {
+                    let start = Instant::now();
+                    let out = run_caught(|| f(w));
+                    let mut results = results.lock();
+                    results.runs.push((w, start, Instant::now()));
+                    match out {
+                        Ok(r) => results.values.push((w, r)),
+                        Err(e) => {
+                            results.error.get_or_insert(e);
+                        }
                     }
                 }
-                drop(results);
                 done.signal();
-            })
+            }
         })
     };
     for w in &queued {
@@ -154,11 +179,15 @@ where
     }
     done.on_complete(move || drop(guard));
     done.wait().await;
-    if queued.is_empty() {
-        return Err(refused.unwrap_or(StopError::Offline));
-    }
-    let (mut values, error, times) = std::mem::take(&mut *lock(&results));
-    record_cpus(handle, requested, &times, error.is_none());
+    // Offline workers are skipped, as the kernel skips them; a worker that
+    // died or shut down is an error.
+    let Results {
+        mut values,
+        runs,
+        error,
+    } = std::mem::take(&mut *results.lock());
+    let error = error.or(refused.filter(|e| *e != StopError::Offline || queued.is_empty()));
+    report::record_each(&handle.shared, &request, &runs, error.is_none());
     if let Some(e) = error {
         return Err(e);
     }
@@ -222,29 +251,4 @@ where
     R: Send + 'static,
 {
     Handle::current().try_stop_cpus(mask, f)
-}
-
-/// Records a `stop_cpus`: stopped from the first worker's start to the last
-/// one's end; each worker restarts as soon as its own call returns.
-fn record_cpus(handle: &Handle, requested: Instant, times: &[(usize, Instant, Instant)], ok: bool) {
-    let (Some(first), Some(last_start), Some(last_end)) = (
-        times.iter().map(|t| t.1).min(),
-        times.iter().map(|t| t.1).max(),
-        times.iter().map(|t| t.2).max(),
-    ) else {
-        return;
-    };
-    handle.shared.stats.record(Measured {
-        kind: StopKind::Cpus,
-        ok,
-        to_stop: last_start - requested,
-        stopped: last_end.saturating_duration_since(first),
-        restart: Duration::ZERO,
-        arrivals: times
-            .iter()
-            .map(|(w, start, _)| (*w, *start - requested))
-            .collect(),
-        restarts: times.iter().map(|(w, _, _)| (*w, Duration::ZERO)).collect(),
-        claimed: Vec::new(),
-    });
 }

@@ -1,18 +1,19 @@
 //! Stopping one worker: `stop_one_cpu` and `stop_one_cpu_nowait`.
 
-use crate::completion::Completion;
-use crate::error::{StopError, panic_message};
+use crate::error::{StopError, run_caught};
 use crate::runtime::handle::Handle;
-use crate::stats::{Measured, StopKind};
-use crate::stopper::StopWork;
-use crate::sync::{Arc, Mutex, lock};
-use std::panic::{AssertUnwindSafe, Location, catch_unwind};
-use std::time::{Duration, Instant};
+use crate::stats::StopKind;
+use crate::stop::completion::Completion;
+use crate::stop::plan::Request;
+use crate::stop::report;
+use crate::stop::work::{Go, StopWork};
+use crate::sync::{Arc, Mutex};
+use std::panic::Location;
+use std::time::Instant;
 
-/// Runs `f`, turning a panic into [`StopError::Panicked`].
-pub(crate) fn run_caught<R>(f: impl FnOnce() -> R) -> Result<R, StopError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| StopError::Panicked(panic_message(&*p)))
-}
+/// What the one worker of a `stop_one_cpu` leaves behind: `f`'s value and
+/// when it ran, or why it did not.
+type Slot<R> = Arc<Mutex<Option<Result<(Result<R, StopError>, Instant, Instant), StopError>>>>;
 
 impl Handle {
     /// Runs `f` on worker `worker` with the highest priority: before the
@@ -58,38 +59,33 @@ impl Handle {
         async move {
             handle.check()?;
             let target = handle.worker(worker)?;
+            let request = Request {
+                kind: StopKind::One,
+                caller,
+                at: Instant::now(),
+                deadline: None,
+            };
             let done = Arc::new(Completion::new(1));
-            let slot: Arc<Mutex<Option<Result<R, StopError>>>> = Arc::new(Mutex::new(None));
-            let requested = Instant::now();
-            let times = Arc::new(Mutex::new((requested, requested)));
+            let slot: Slot<R> = Arc::new(Mutex::new(None));
             let work = {
-                let (done, slot, times) = (done.clone(), slot.clone(), times.clone());
-                StopWork::new("stop_one_cpu", caller, move || {
-                    let start = Instant::now();
-                    let out = run_caught(f);
-                    *lock(&times) = (start, Instant::now());
-                    *lock(&slot) = Some(out);
+                let (done, slot) = (done.clone(), slot.clone());
+                StopWork::new(request.kind, caller, move |go: Go| {
+                    let ran = go.map(|()| {
+                        let start = Instant::now();
+                        let out = run_caught(f);
+                        (out, start, Instant::now())
+                    });
+                    *slot.lock() = Some(ran);
                     done.signal();
                 })
             };
-            target
-                .stopper
-                .queue(work)
-                .map_err(|(refused, _)| StopError::from(refused))?;
+            target.stopper.queue(work)?;
             target.notify();
             done.wait().await;
-            let out = lock(&slot).take().expect("stop work signalled without a result");
-            let (start, end) = *lock(&times);
-            handle.shared.stats.record(Measured {
-                kind: StopKind::One,
-                ok: out.is_ok(),
-                to_stop: start - requested,
-                stopped: end - start,
-                restart: Duration::ZERO,
-                arrivals: vec![(worker, start - requested)],
-                restarts: vec![(worker, Duration::ZERO)],
-                claimed: Vec::new(),
-            });
+            let ran = slot.lock().take();
+            let (out, start, end) =
+                ran.expect("invariant: a stop work ends by running or being cancelled")?;
+            report::record_each(&handle.shared, &request, &[(worker, start, end)], out.is_ok());
             out
         }
     }
@@ -120,8 +116,21 @@ impl Handle {
         let Ok(target) = self.worker(worker) else {
             return false;
         };
-        let work = StopWork::new("stop_one_cpu_nowait", Location::caller(), move || {
-            if let Err(e) = run_caught(f) {
+        let request = Request {
+            kind: StopKind::Nowait,
+            caller: Location::caller(),
+            at: Instant::now(),
+            deadline: None,
+        };
+        let shared = self.shared.clone();
+        let work = StopWork::new(request.kind, request.caller, move |go: Go| {
+            if go.is_err() {
+                return;
+            }
+            let start = Instant::now();
+            let out = run_caught(f);
+            report::record_each(&shared, &request, &[(worker, start, Instant::now())], out.is_ok());
+            if let Err(e) = out {
                 tracing::error!(worker, error = %e, "stop_one_cpu_nowait function panicked");
             }
         });

@@ -1,22 +1,15 @@
 //! Configuring and starting a runtime.
 
-use super::handle::{Handle, Shared};
+use super::config::Config;
+use super::handle::Handle;
 use super::runtime::Runtime;
 use super::scheduler;
+use super::shared::Shared;
 use super::worker::Worker;
 use crate::cpumask::CpuMask;
 use crate::sync::Arc;
 use crate::topology::{self, Topology, WorkerPlacement};
 use std::io;
-
-/// The settings every worker reads.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) event_interval: u32,
-    pub(crate) stop_timeout: Option<std::time::Duration>,
-    pub(crate) stop_a_lot: Option<u32>,
-    pub(crate) slow_stop: Option<std::time::Duration>,
-}
 
 /// Builds a [`Runtime`] with custom settings, in the manner of
 /// `tokio::runtime::Builder`.
@@ -94,6 +87,7 @@ impl Builder {
     /// let rt = stop_machine::Builder::new().workers(3).pin(false).build().unwrap();
     /// assert_eq!(rt.handle().num_workers(), 3);
     /// ```
+    #[track_caller]
     pub fn workers(&mut self, n: usize) -> &mut Builder {
         assert!(n > 0, "a runtime needs at least one worker");
         self.workers = Some(n);
@@ -141,6 +135,7 @@ impl Builder {
     /// let rt = stop_machine::Builder::new().workers(1).pin(false).event_interval(31).build().unwrap();
     /// # drop(rt);
     /// ```
+    #[track_caller]
     pub fn event_interval(&mut self, n: u32) -> &mut Builder {
         assert!(n > 0, "event_interval must be at least 1");
         self.event_interval = n;
@@ -311,7 +306,7 @@ impl Builder {
                     match started {
                         Ok(rt) => {
                             let _ = ready.send(Ok(()));
-                            scheduler::run(h, worker, rt);
+                            scheduler::run(h.shared, worker, rt);
                         }
                         Err(e) => {
                             let _ = ready.send(Err(e));
@@ -343,5 +338,35 @@ impl Builder {
                 Err(e)
             }
         }
+    }
+}
+
+impl Runtime {
+    /// A runtime with [`Builder::new`]'s defaults: one pinned worker per CPU.
+    ///
+    /// # Errors
+    ///
+    /// See [`Builder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::new()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new().build()
+    }
+
+    /// A [`Builder`] to configure one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
     }
 }

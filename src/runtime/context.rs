@@ -1,7 +1,7 @@
 //! What the current thread is: one of our workers (and which), inside a
-//! stop function, or neither.
+//! stop function, or neither; and where a woken task goes from here.
 
-use super::handle::Handle;
+use super::shared::Shared;
 use super::task::TaskInfo;
 use super::worker::Worker;
 use async_task::Runnable;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 /// The worker-thread-only half of a worker: its local run queue.
 pub(crate) struct LocalWorker {
-    pub(crate) handle: Handle,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) worker: Arc<Worker>,
     pub(crate) queue: RefCell<VecDeque<Runnable<TaskInfo>>>,
     /// True while the scheduler tick runs: a task woken then is picked up by
@@ -44,9 +44,35 @@ pub(crate) fn with<R>(f: impl FnOnce(Option<&LocalWorker>) -> R) -> R {
     }
 }
 
-/// The current worker's runtime handle and index.
-pub(crate) fn current() -> Option<(Handle, usize)> {
-    with(|l| l.map(|l| (l.handle.clone(), l.worker.index)))
+/// The current worker's runtime and index.
+pub(crate) fn current() -> Option<(Arc<Shared>, usize)> {
+    with(|l| l.map(|l| (l.shared.clone(), l.worker.index)))
+}
+
+/// The current worker, if this thread is a worker of `shared`.
+pub(crate) fn current_worker_of(shared: &Arc<Shared>) -> Option<Arc<Worker>> {
+    with(|l| {
+        l.filter(|l| Arc::ptr_eq(&l.shared, shared))
+            .map(|l| l.worker.clone())
+    })
+}
+
+/// Where a task's waker sends it: the local queue when woken on its own
+/// worker's thread, the remote queue (and a wake-up) otherwise.
+pub(crate) fn schedule(worker: &Arc<Worker>, runnable: Runnable<TaskInfo>) {
+    let runnable = with(|local| match local {
+        Some(local) if Arc::ptr_eq(&local.worker, worker) => {
+            local.queue.borrow_mut().push_back(runnable);
+            if !local.in_tick.get() {
+                worker.notify();
+            }
+            None
+        }
+        _ => Some(runnable),
+    });
+    if let Some(runnable) = runnable {
+        worker.push_remote(runnable);
+    }
 }
 
 /// Whether this thread is running a stop function right now.

@@ -1,57 +1,18 @@
 //! The handle every task and thread uses to reach a runtime.
 
-use super::builder::Config;
 use super::context;
+use super::shared::Shared;
 use super::task::{self, JoinHandle};
 use super::worker::Worker;
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use crate::sync::{Arc, Mutex};
+use crate::TaskId;
+use crate::error::StopError;
+use crate::stop::stopper::RunningStop;
+use crate::sync::Arc;
+use crate::sync::atomic::Ordering;
 use crate::topology::WorkerPlacement;
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-
-/// Everything the workers of one runtime share.
-pub(crate) struct Shared {
-    pub(crate) workers: Box<[Arc<Worker>]>,
-    /// Serializes stop_cpus, stop_machine and hotplug (the kernel's
-    /// `stop_cpus_mutex` plus `cpus_read_lock`): the set of online workers
-    /// cannot change while a stop runs.
-    pub(crate) stop_lock: Arc<crate::stop_lock::StopLock>,
-    /// Held while the works of one multi-worker request are queued, so that
-    /// any two such requests appear in the same order on every worker they
-    /// share and can never wait for each other in a cycle.
-    pub(crate) queue_lock: Mutex<()>,
-    next_worker: AtomicUsize,
-    pub(crate) placement: WorkerPlacement,
-    pub(crate) config: Config,
-    /// Set when the runtime begins to shut down.
-    pub(crate) shutdown: AtomicBool,
-    /// Stop-a-lot mode: one of its stops is on its way.
-    pub(crate) stop_a_lot_inflight: AtomicBool,
-    /// What every stop cost.
-    pub(crate) stats: crate::stats::Recorder,
-}
-
-// std's atomic even under the loom cfg: a static needs a const constructor.
-static NEXT_TASK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-impl Shared {
-    pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
-        let stats = crate::stats::Recorder::new(workers.len());
-        Shared {
-            workers: workers.into_boxed_slice(),
-            stop_lock: Arc::new(crate::stop_lock::StopLock::new()),
-            queue_lock: Mutex::new(()),
-            next_worker: AtomicUsize::new(0),
-            placement,
-            config,
-            shutdown: AtomicBool::new(false),
-            stop_a_lot_inflight: AtomicBool::new(false),
-            stats,
-        }
-    }
-}
 
 /// A cheap, cloneable reference to a runtime: spawns tasks and requests
 /// stops from any thread.
@@ -129,7 +90,9 @@ impl Handle {
     /// assert!(stop_machine::Handle::try_current().is_err());
     /// ```
     pub fn try_current() -> Result<Handle, TryCurrentError> {
-        context::current().map(|(h, _)| h).ok_or(TryCurrentError(()))
+        context::current()
+            .map(|(shared, _)| Handle { shared })
+            .ok_or(TryCurrentError(()))
     }
 
     /// The number of workers, online or not.
@@ -231,12 +194,9 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let here = context::with(|local| {
-            local
-                .filter(|l| Arc::ptr_eq(&l.handle.shared, &self.shared))
-                .map(|l| l.worker.index)
-        });
-        let worker = here.unwrap_or_else(|| self.next_online_worker());
+        let worker = self
+            .current_index()
+            .unwrap_or_else(|| self.shared.next_online_worker());
         self.spawn_on(worker, fut)
     }
 
@@ -263,7 +223,7 @@ impl Handle {
         let Some(w) = self.shared.workers.get(worker) else {
             panic!("spawn_on: worker {worker} out of range (the runtime has {n})");
         };
-        task::spawn(w, next_task_id(), Location::caller(), fut)
+        task::spawn(w, Location::caller(), fut)
     }
 
     /// Spawns a `!Send` task on the current worker.
@@ -290,51 +250,73 @@ impl Handle {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let worker = context::with(|local| {
-            local
-                .filter(|l| Arc::ptr_eq(&l.handle.shared, &self.shared))
-                .map(|l| l.worker.clone())
-        });
-        let Some(worker) = worker else {
+        let Some(worker) = context::current_worker_of(&self.shared) else {
             panic!("spawn_local must be called on a worker thread of this runtime");
         };
-        task::spawn_local(&worker, next_task_id(), Location::caller(), fut)
+        task::spawn_local(&worker, Location::caller(), fut)
     }
 
-    pub(crate) fn worker(&self, worker: usize) -> Result<&Arc<Worker>, crate::StopError> {
-        self.shared
-            .workers
-            .get(worker)
-            .ok_or(crate::StopError::InvalidWorker)
+    /// What worker `worker`'s stopper is doing: the analogue of the kernel's
+    /// `print_stop_info`.
+    ///
+    /// # Errors
+    ///
+    /// [`StopError::InvalidWorker`] for an id out of range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// assert_eq!(rt.handle().stopper_info(0).unwrap().worker, 0);
+    /// assert!(rt.handle().stopper_info(1).is_err());
+    /// ```
+    pub fn stopper_info(&self, worker: usize) -> Result<StopperInfo, StopError> {
+        let w = self.worker(worker)?;
+        Ok(StopperInfo {
+            worker,
+            online: w.is_online(),
+            idle: w.is_idle(),
+            running: w.stopper.running(),
+            polling: w.polling(),
+            queued: w.stopper.queued(),
+            wakeups: w.wakeups.load(Ordering::Relaxed),
+        })
     }
 
-    /// The checks every stop entry point makes first: a stop requested from a
-    /// stop function would wait on itself, and a stopped runtime runs none.
-    pub(crate) fn check(&self) -> Result<(), crate::StopError> {
+    pub(crate) fn worker(&self, worker: usize) -> Result<&Arc<Worker>, StopError> {
+        self.shared.workers.get(worker).ok_or(StopError::InvalidWorker)
+    }
+
+    /// The workers that are online now.
+    pub(crate) fn online(&self) -> crate::CpuMask {
+        (0..self.num_workers())
+            .filter(|w| self.shared.workers[*w].is_online())
+            .collect()
+    }
+
+    /// The checks every stop entry point makes first, at its first poll: a
+    /// stop requested from a stop function would wait on itself, a stopped
+    /// runtime runs none, and a worker thread blocked through a foreign
+    /// executor cannot serve its stopper.
+    pub(crate) fn check(&self) -> Result<(), StopError> {
         if context::in_stopper() {
-            return Err(crate::StopError::Nested);
+            return Err(StopError::Nested);
         }
-        if self.shared.shutdown.load(Ordering::SeqCst) {
-            return Err(crate::StopError::Shutdown);
+        if self.shared.is_shut_down() {
+            return Err(StopError::Shutdown);
+        }
+        // `futures::executor::enter` fails inside futures' `block_on`: on
+        // one of our workers that means a task blocked its worker on us.
+        if self.current_index().is_some() && futures::executor::enter().is_err() {
+            return Err(StopError::WouldBlockWorker);
         }
         Ok(())
-    }
-
-    /// The next worker in turn, skipping offline ones (their tasks would wait
-    /// until they are back); any worker when all are offline.
-    fn next_online_worker(&self) -> usize {
-        let n = self.shared.workers.len();
-        let start = self.shared.next_worker.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| (start + i) % n)
-            .find(|w| self.shared.workers[*w].is_online())
-            .unwrap_or(start % n)
     }
 
     /// The index of the calling worker if it belongs to this runtime.
     pub(crate) fn current_index(&self) -> Option<usize> {
         context::current()
-            .filter(|(h, _)| Arc::ptr_eq(&h.shared, &self.shared))
+            .filter(|(shared, _)| Arc::ptr_eq(shared, &self.shared))
             .map(|(_, i)| i)
     }
 }
@@ -345,10 +327,6 @@ impl fmt::Debug for Handle {
             .field("workers", &self.shared.workers.len())
             .finish()
     }
-}
-
-fn next_task_id() -> u64 {
-    NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Spawns a task on the current runtime; see [`Handle::spawn`].
@@ -428,4 +406,33 @@ where
 /// ```
 pub fn current_worker() -> Option<usize> {
     context::current().map(|(_, i)| i)
+}
+
+/// What a worker's stopper is doing: the kernel's `print_stop_info`.
+///
+/// # Examples
+///
+/// ```
+/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+/// let info = rt.handle().stopper_info(1).unwrap();
+/// assert!(info.online);
+/// assert_eq!(info.queued, 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopperInfo {
+    /// The worker.
+    pub worker: usize,
+    /// Whether it is online (takes stop works).
+    pub online: bool,
+    /// Whether it sleeps in its driver (or is held there by a stop).
+    pub idle: bool,
+    /// The stop work it runs right now, if any.
+    pub running: Option<RunningStop>,
+    /// The task it is polling, if any: its id and where it was spawned. A
+    /// stop waiting on this worker waits for this poll to return.
+    pub polling: Option<(TaskId, &'static Location<'static>)>,
+    /// Stop works queued behind it.
+    pub queued: usize,
+    /// How often it has woken from its driver since the runtime started.
+    pub wakeups: u64,
 }

@@ -20,6 +20,7 @@ const CLAIMED: u8 = 2;
 /// worker that wakes to find itself claimed waits in tokio's
 /// `on_thread_unpark` hook, which runs after the driver returns and before
 /// any task, so it runs nothing until released.
+#[derive(Debug)]
 pub(crate) struct IdleState {
     state: AtomicU8,
 }
@@ -75,6 +76,6 @@ impl IdleState {
     }
 }
 
-#[cfg(all(test, stop_machine_loom))]
-#[path = "../loom/idle.rs"]
-mod loom_tests;
+#[cfg(test)]
+#[path = "tests/idle.rs"]
+mod tests;

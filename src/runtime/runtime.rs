@@ -1,6 +1,5 @@
 //! The runtime: owns the worker threads and shuts them down.
 
-use super::builder::Builder;
 use super::handle::Handle;
 use crate::sync::atomic::Ordering;
 use std::future::Future;
@@ -11,7 +10,9 @@ use std::time::Duration;
 ///
 /// Dropping it stops every worker, drops every task (their
 /// [`JoinHandle`](crate::JoinHandle)s report cancellation) and joins every
-/// thread.
+/// thread. The drop panics if a worker's scheduler loop died (a bug of this
+/// crate, never a panic of user code, which is always contained), unless
+/// the thread is already panicking.
 ///
 /// # Examples
 ///
@@ -34,34 +35,6 @@ pub struct Runtime {
 impl Runtime {
     pub(crate) fn from_parts(handle: Handle, threads: Vec<std::thread::JoinHandle<()>>) -> Runtime {
         Runtime { handle, threads }
-    }
-
-    /// A runtime with [`Builder::new`]'s defaults: one pinned worker per CPU.
-    ///
-    /// # Errors
-    ///
-    /// See [`Builder::build`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let rt = stop_machine::Runtime::new()?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn new() -> std::io::Result<Runtime> {
-        Builder::new().build()
-    }
-
-    /// A [`Builder`] to configure one.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
-    /// # drop(rt);
-    /// ```
-    pub fn builder() -> Builder {
-        Builder::new()
     }
 
     /// The runtime's handle.
@@ -121,6 +94,11 @@ impl Runtime {
     /// threads still busy then (e.g. inside a task that never yields) are
     /// detached.
     ///
+    /// # Panics
+    ///
+    /// As dropping the runtime: if a worker's loop died (a bug of this
+    /// crate; its error was also logged when it happened).
+    ///
     /// # Examples
     ///
     /// ```
@@ -129,16 +107,9 @@ impl Runtime {
     /// ```
     pub fn shutdown_timeout(mut self, timeout: Duration) {
         self.begin_shutdown();
-        let deadline = std::time::Instant::now() + timeout;
-        while self.threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let threads = std::mem::take(&mut self.threads);
-        for t in threads {
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        // Without a representable deadline, wait as long as it takes.
+        self.finish(deadline);
     }
 
     pub(crate) fn shut_down(self) {
@@ -148,13 +119,38 @@ impl Runtime {
     fn begin_shutdown(&self) {
         self.handle.shared.shutdown.store(true, Ordering::SeqCst);
         for w in self.handle.shared.workers.iter() {
-            // Closing the stopper first means that a worker seeing the flag
-            // has every work it will ever get already queued.
+            // Closing refuses every later work: a worker that sees it has
+            // every work it will ever get already queued, and flushes them.
             w.stopper.close();
-            w.shutdown.store(true, Ordering::SeqCst);
-            w.stopper.poke();
             w.notify();
             w.unpark_thread();
+        }
+    }
+
+    /// Joins the worker threads that have finished (all of them, without a
+    /// timeout), stops the watchdog, and reports workers that died.
+    fn finish(&mut self, deadline: Option<std::time::Instant>) {
+        if let Some(deadline) = deadline {
+            while self.threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for t in std::mem::take(&mut self.threads) {
+            if deadline.is_none() || t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        self.handle.shared.watchdog.shut_down();
+        let dead: Vec<String> = self
+            .handle
+            .shared
+            .workers
+            .iter()
+            .filter_map(|w| w.death().map(|why| format!("worker {}: {why}", w.index)))
+            .collect();
+        // Surface a dead worker (a bug of ours) unless already unwinding.
+        if !dead.is_empty() && !std::thread::panicking() {
+            panic!("stop-machine worker(s) died: {}", dead.join("; "));
         }
     }
 }
@@ -162,13 +158,7 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.begin_shutdown();
-        for t in self.threads.drain(..) {
-            // A worker thread only dies by a bug of ours; surface it unless
-            // we are already unwinding.
-            if t.join().is_err() && !std::thread::panicking() {
-                panic!("a stop-machine worker thread panicked");
-            }
-        }
+        self.finish(None);
     }
 }
 

@@ -7,12 +7,16 @@
 
 use super::context::{self, LocalWorker};
 use super::handle::Handle;
+use super::service::{self, Flow};
+use super::shared::Shared;
 use super::worker::Worker;
+use crate::error::panic_message;
 use crate::sync::Arc;
 use crate::sync::atomic::Ordering;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -31,28 +35,47 @@ pub(crate) fn driver(worker: &Arc<Worker>, event_interval: u32) -> std::io::Resu
 }
 
 /// The body of a worker thread, from its first tick to its last drop.
-pub(crate) fn run(handle: Handle, worker: Arc<Worker>, rt: tokio::runtime::Runtime) {
-    let event_interval = handle.shared.config.event_interval;
-    let stop_a_lot = handle.shared.config.stop_a_lot;
-    context::set(Some(Rc::new(LocalWorker {
-        handle,
+///
+/// The loop only ends by returning once the worker is closing. If it ends
+/// any other way (a panic that escaped: a bug of ours), the worker is
+/// declared dead: its stopper cancels its works with
+/// [`StopError::WorkerDied`](crate::StopError::WorkerDied) and refuses
+/// later ones, its tasks are dropped, and dropping the runtime reports it.
+pub(crate) fn run(shared: Arc<Shared>, worker: Arc<Worker>, rt: tokio::runtime::Runtime) {
+    let config = &shared.config;
+    let looping = WorkerLoop {
+        worker: worker.clone(),
+        event_interval: config.event_interval,
+        stop_a_lot: config.stop_a_lot,
+        since_stop: 0,
+    };
+    let local = Rc::new(LocalWorker {
+        shared: shared.clone(),
         worker: worker.clone(),
         queue: RefCell::new(VecDeque::new()),
         in_tick: Cell::new(false),
-    })));
-    let looping = WorkerLoop {
-        worker: worker.clone(),
-        event_interval,
-        stop_a_lot,
-        since_stop: 0,
-    };
-    rt.block_on(async move {
-        // The loop only ends by returning; a panic in it is a bug of ours
-        // and ends the worker, which the join in `Runtime::drop` reports.
-        let _ = tokio::spawn(looping).await;
     });
+    context::set(Some(local.clone()));
+    let ended = catch_unwind(AssertUnwindSafe(|| {
+        rt.block_on(async move { tokio::spawn(looping).await })
+    }));
+    let died = match ended {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if e.is_panic() => Some(panic_message(&*e.into_panic())),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(payload) => Some(panic_message(&*payload)),
+    };
+    if let Some(why) = died {
+        tracing::error!(worker = worker.index, %why, "a stop-machine worker died");
+        worker.set_death(why);
+        worker.stopper.end(true);
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            worker.close_registry();
+            drop_queued(&worker, &local);
+        }));
+    }
     // Tasks spawned with `tokio::spawn` are dropped here, on this thread.
-    drop(rt);
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(rt)));
     context::set(None);
 }
 
@@ -64,12 +87,6 @@ struct WorkerLoop {
     /// Stop-a-lot mode: request a stop every this many polls.
     stop_a_lot: Option<u32>,
     since_stop: u32,
-}
-
-/// What the stopper's slow path tells the loop.
-enum Flow {
-    Continue,
-    Exit,
 }
 
 impl Future for WorkerLoop {
@@ -99,8 +116,9 @@ impl WorkerLoop {
         worker.take_remote(&mut local.queue.borrow_mut());
         let mut polls = 0;
         loop {
-            if worker.stopper.is_pending() {
-                if let Flow::Exit = service(worker) {
+            if worker.stopper.pending() != 0 {
+                worker.set_polling(None);
+                if service::serve(worker) == Flow::Exit {
                     shut_down(worker, local);
                     return Poll::Ready(());
                 }
@@ -136,7 +154,7 @@ impl WorkerLoop {
                 *since_stop += 1;
                 if *since_stop >= every {
                     *since_stop = 0;
-                    stop_a_lot(&local.handle);
+                    stop_a_lot(&local.shared);
                 }
             }
         }
@@ -145,12 +163,14 @@ impl WorkerLoop {
 
 /// Stop-a-lot mode: requests an empty `stop_machine` from a task on this
 /// worker, unless one is already on its way.
-fn stop_a_lot(handle: &Handle) {
-    if handle.shared.stop_a_lot_inflight.swap(true, Ordering::AcqRel) {
+fn stop_a_lot(shared: &Arc<Shared>) {
+    if shared.stop_a_lot_inflight.swap(true, Ordering::AcqRel) {
         return;
     }
-    let h = handle.clone();
-    drop(handle.spawn(async move {
+    let h = Handle {
+        shared: shared.clone(),
+    };
+    drop(h.clone().spawn(async move {
         let _ = h.stop_machine(|_| (), None).await;
         h.shared.stop_a_lot_inflight.store(false, Ordering::Release);
     }));
@@ -163,105 +183,34 @@ fn yield_to_driver(cx: &mut Context<'_>) {
     let _ = yielded.poll(cx);
 }
 
-/// The stopper's slow path: run the queued stop works, then act on hotplug
-/// and shutdown requests.
-fn service(worker: &Worker) -> Flow {
-    run_stop_works(worker);
-    if worker.shutdown.load(Ordering::SeqCst) {
-        return Flow::Exit;
-    }
-    if worker.want_offline.load(Ordering::SeqCst) {
-        go_offline(worker);
-        if worker.shutdown.load(Ordering::SeqCst) {
-            return Flow::Exit;
-        }
-    }
-    Flow::Continue
-}
-
-/// Runs every stop work queued to `worker`, marked as a stopper context.
-/// Draining the queue clears the pending flag; a hotplug or shutdown request
-/// that poked it must stay visible to the scheduler loop, so it is re-poked.
-pub(crate) fn run_stop_works(worker: &Worker) {
-    let _stopper = context::StopperGuard::enter();
-    worker.stopper.run_pending();
-    if worker.shutdown.load(Ordering::SeqCst) || worker.want_offline.load(Ordering::SeqCst) {
-        worker.stopper.poke();
-    }
-}
-
-/// Lets a stop that is waiting for this worker take it right here, inside a
-/// long-running poll: a *safepoint* for CPU-bound code that cannot yield.
-///
-/// If a stop work is queued to the calling worker, it runs now, on this
-/// thread; for a multi-worker stop, the worker takes part in the whole state
-/// machine and this returns after EXIT. Otherwise it returns at once (one
-/// atomic load). Off a worker thread, or inside a stop function, it does
-/// nothing.
-///
-/// CONTEXT: only where the calling task holds no state that a stop function
-/// may touch: a stop runs *inside* this call, in the middle of the task's
-/// poll, so the task's invariants must hold here as at an `.await`. Never
-/// call it while holding a lock that a stop function takes (it would
-/// deadlock) or half-way through an update that the stop function reads.
-///
-/// # Examples
-///
-/// ```
-/// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
-/// let sum = rt.block_on(async {
-///     let mut sum = 0u64;
-///     for i in 0..1_000_000u64 {
-///         sum = sum.wrapping_add(i * i);
-///         if i % 1024 == 0 {
-///             stop_machine::safepoint();
-///         }
-///     }
-///     sum
-/// });
-/// assert!(sum > 0);
-/// ```
-pub fn safepoint() {
-    if context::in_stopper() {
-        return;
-    }
-    context::with(|local| {
-        if let Some(local) = local
-            && local.worker.stopper.is_pending()
-        {
-            run_stop_works(&local.worker);
-        }
-    });
-}
-
-/// Hotplug: the stopper is already disabled; flush what was queued before
-/// that, acknowledge, and sleep until brought back online or shut down. No
-/// task and no driver turn happens meanwhile: the thread is the stopped CPU.
-///
-/// Flushing and acknowledging happen on every wake-up, not once: an
-/// `unpark_worker` followed by another `park_worker` can both land before
-/// this thread runs again, and that second park must be acknowledged too.
-fn go_offline(worker: &Worker) {
-    worker.blocking(|| {
-        while worker.want_offline.load(Ordering::SeqCst) && !worker.shutdown.load(Ordering::SeqCst) {
-            run_stop_works(worker);
-            if let Some(ack) = crate::sync::lock(&worker.offline_ack).take() {
-                ack.signal();
-            }
-            std::thread::park();
-        }
-    });
-}
-
 /// Drops every task of this worker on its own thread, the live ones woken
 /// out of wherever they wait, and flushes the stopper so that no stop that
 /// counted on this worker waits forever.
+///
+/// The drain ends when no task of the worker is alive, not when its queues
+/// look empty: a task woken on another thread just before the registry
+/// closed may still be on its way to the remote queue, and must be dropped
+/// here (a `spawn_local` task cannot be dropped anywhere else).
 fn shut_down(worker: &Worker, local: &LocalWorker) {
-    run_stop_works(worker);
-    if let Some(ack) = crate::sync::lock(&worker.offline_ack).take() {
-        ack.signal();
-    }
+    service::run_works(worker);
     worker.close_registry();
+    worker.blocking(|| {
+        loop {
+            drop_queued(worker, local);
+            if worker.live_tasks() == 0 {
+                break;
+            }
+            if !worker.has_remote() {
+                std::thread::park();
+            }
+        }
+    });
+    service::run_works(worker);
+    worker.stopper.end(false);
+}
+
+/// Drops every task queued to the worker, remote ones included.
+fn drop_queued(worker: &Worker, local: &LocalWorker) {
     loop {
         worker.take_remote(&mut local.queue.borrow_mut());
         let next = local.queue.borrow_mut().pop_front();
@@ -271,5 +220,4 @@ fn shut_down(worker: &Worker, local: &LocalWorker) {
             None => break,
         }
     }
-    run_stop_works(worker);
 }

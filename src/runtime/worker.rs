@@ -1,81 +1,103 @@
-//! A worker: one OS thread, its run queues, its stopper, and the handshake
-//! that lets a stop count it as stopped while it sleeps in its driver.
+//! One worker's state shared with every other thread: its stopper, its
+//! remote run queue, its idle handshake, its task registry, and what it is
+//! polling.
+//!
+//! # Who wakes whom
+//!
+//! A worker sleeps in one of five places; each has one way in and one way
+//! out, and every request that can arrive while it sleeps there wakes it.
+//!
+//! | where it sleeps | how it is woken | by whom |
+//! |---|---|---|
+//! | tokio's driver (idle, between ticks) | its loop task's waker ([`Worker::notify`]) | a remote spawn or wake, a queued stop work, park, shutdown |
+//! | `on_thread_unpark`, claimed by a stop | thread unpark ([`Worker::release`]) | the last worker leaving that stop |
+//! | offline (`service::go_offline`) | thread unpark | `unpark_worker`, shutdown |
+//! | a blocking stop call (`service::block_on_servicing`) | thread unpark ([`Worker::notify`] while `blocking`) | the call's own progress, a queued stop work, park |
+//! | waiting in a multi-worker stop (`MultiStop::participate`) | thread unpark | the worker that moves the stop to its next state |
+//!
+//! Every place but the claimed one serves the stopper before it sleeps
+//! again: runs the queued works and acts on park and shutdown requests
+//! (`service.rs`). A claimed worker is part of a stop and runs nothing
+//! until that stop ends; hotplug cannot happen meanwhile (it waits for the
+//! stop lock), and works queued to it run once it is released.
+//!
+//! # Fields and their writers
+//!
+//! Fields are grouped by who writes them, each group on its own cache line,
+//! so that the worker's per-poll writes do not contend with the queues and
+//! flags other threads write:
+//!
+//! | group | written by | read by |
+//! |---|---|---|
+//! | `poll` (task id, location, poll count) | the worker, every poll | stops naming stragglers, `stopper_info` |
+//! | `inbox` (remote queue, its hint, `notified`) | any thread scheduling a task or notifying | the worker, every tick |
+//! | `stopper` | callers of stops and hotplug, the worker | the worker, before every poll |
+//! | `idle` | the worker (park/unpark), stops (claim/release) | both |
 
-use super::context;
 use super::idle::IdleState;
-use super::task::TaskInfo;
-use crate::completion::Completion;
-use crate::stopper::Stopper;
+use super::task::{TaskId, TaskInfo};
+use crate::stop::stopper::Stopper;
+use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::sync::thread::Thread;
-use crate::sync::{Arc, Mutex, lock};
 use async_task::Runnable;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use crossbeam_utils::CachePadded;
+use std::collections::VecDeque;
 use std::panic::Location;
 use std::sync::OnceLock;
 use std::task::Waker;
 
 /// The tasks that live on a worker, so that shutdown can drop every one of
 /// them, idle ones included, on the worker's own thread.
+#[derive(Debug, Default)]
 struct Registry {
     closed: bool,
-    tasks: HashMap<u64, Waker, BuildHasherDefault<IdHasher>>,
+    /// Each live task's waker (`None` while it is being spawned).
+    tasks: slab::Slab<Option<Waker>>,
 }
 
-/// Task ids are unique counters: they are their own hash.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id;
-    }
+/// What the worker is polling: written on every poll by the worker alone.
+#[derive(Debug)]
+struct PollRecord {
+    /// The id of the task being polled, 0 when none.
+    task: AtomicU64,
+    location: AtomicPtr<Location<'static>>,
+    /// Counts polls. Two equal readings around a wait mean one poll spanned
+    /// it.
+    seq: AtomicU64,
 }
 
-/// The state of one worker shared with every other thread.
-pub(crate) struct Worker {
-    pub(crate) index: usize,
-    /// The OS CPU the worker is pinned to, if any.
-    pub(crate) cpu: Option<usize>,
-    pub(crate) stopper: Stopper,
+/// How other threads hand the worker tasks and wake it.
+#[derive(Debug)]
+struct Inbox {
     remote: Mutex<VecDeque<Runnable<TaskInfo>>>,
     /// Whether `remote` may hold tasks: lets the scheduler skip the lock.
     remote_pending: AtomicBool,
     /// Set by whoever wakes the scheduler loop, cleared by the loop before
     /// it drains its queues: one wake-up per tick at most.
     notified: AtomicBool,
-    /// The scheduler loop's tokio task waker, which never changes: set at
-    /// its first poll and woken by reference, with no per-tick registration.
-    waker: OnceLock<Waker>,
-    idle: IdleState,
     /// The thread is blocked in a stop call or offline and must be
     /// unparked, not just notified, when work arrives.
     blocking: AtomicBool,
+}
+
+/// The state of one worker shared with every other thread.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    /// The OS CPU the worker is pinned to, if any.
+    pub(crate) cpu: Option<usize>,
+    poll: CachePadded<PollRecord>,
+    inbox: CachePadded<Inbox>,
+    pub(crate) stopper: CachePadded<Stopper>,
+    idle: CachePadded<IdleState>,
+    /// The scheduler loop's tokio task waker, which never changes: set at
+    /// its first poll and woken by reference, with no per-tick registration.
+    waker: OnceLock<Waker>,
     pub(crate) thread: OnceLock<Thread>,
-    pub(crate) shutdown: AtomicBool,
-    /// Hotplug: the worker should go (or stay) offline.
-    pub(crate) want_offline: AtomicBool,
-    /// Signalled once the worker has flushed its stopper and gone offline.
-    pub(crate) offline_ack: Mutex<Option<Arc<Completion>>>,
     registry: Mutex<Registry>,
-    /// The id of the task being polled, 0 when none: names the culprit when
-    /// a stop waits for this worker.
-    pub(crate) current_task: AtomicU64,
-    current_location: AtomicPtr<Location<'static>>,
-    /// Counts polls; only the worker writes it. Two equal readings around a
-    /// wait mean one poll spanned it.
-    poll_seq: AtomicU64,
+    /// Why the worker's loop died, if it did.
+    death: Mutex<Option<String>>,
     /// Returns from the driver, for [`StopperInfo::wakeups`](crate::StopperInfo).
     pub(crate) wakeups: AtomicU64,
 }
@@ -85,80 +107,73 @@ impl Worker {
         Worker {
             index,
             cpu,
-            stopper: Stopper::new(),
-            remote: Mutex::new(VecDeque::new()),
-            remote_pending: AtomicBool::new(false),
-            notified: AtomicBool::new(false),
-            waker: OnceLock::new(),
-            idle: IdleState::new(),
-            blocking: AtomicBool::new(false),
-            thread: OnceLock::new(),
-            shutdown: AtomicBool::new(false),
-            want_offline: AtomicBool::new(false),
-            offline_ack: Mutex::new(None),
-            registry: Mutex::new(Registry {
-                closed: false,
-                tasks: HashMap::default(),
+            poll: CachePadded::new(PollRecord {
+                task: AtomicU64::new(0),
+                location: AtomicPtr::new(std::ptr::null_mut()),
+                seq: AtomicU64::new(0),
             }),
-            current_task: AtomicU64::new(0),
-            current_location: AtomicPtr::new(std::ptr::null_mut()),
-            poll_seq: AtomicU64::new(0),
+            inbox: CachePadded::new(Inbox {
+                remote: Mutex::new(VecDeque::new()),
+                remote_pending: AtomicBool::new(false),
+                notified: AtomicBool::new(false),
+                blocking: AtomicBool::new(false),
+            }),
+            stopper: CachePadded::new(Stopper::new()),
+            idle: CachePadded::new(IdleState::new()),
+            waker: OnceLock::new(),
+            thread: OnceLock::new(),
+            registry: Mutex::new(Registry::default()),
+            death: Mutex::new(None),
             wakeups: AtomicU64::new(0),
         }
     }
 
-    /// Where a task's waker sends it: the local queue when woken on this
-    /// worker's thread, the remote queue (and a wake-up) otherwise.
-    pub(crate) fn schedule(self: &Arc<Self>, runnable: Runnable<TaskInfo>) {
-        let runnable = context::with(|local| match local {
-            Some(local) if Arc::ptr_eq(&local.worker, self) => {
-                local.queue.borrow_mut().push_back(runnable);
-                if !local.in_tick.get() {
-                    self.notify();
-                }
-                None
-            }
-            _ => Some(runnable),
-        });
-        if let Some(runnable) = runnable {
-            let mut remote = lock(&self.remote);
-            remote.push_back(runnable);
-            self.remote_pending.store(true, Ordering::Release);
-            drop(remote);
-            self.notify();
+    /// Queues a task woken off the worker's thread, and wakes the worker.
+    pub(crate) fn push_remote(&self, runnable: Runnable<TaskInfo>) {
+        let mut remote = self.inbox.remote.lock();
+        remote.push_back(runnable);
+        self.inbox.remote_pending.store(true, Ordering::Release);
+        drop(remote);
+        self.notify();
+    }
+
+    /// Reserves a registry slot for a task about to be spawned; `None` once
+    /// the worker has shut down (the task is then dropped unrun).
+    pub(crate) fn register_task(&self) -> Option<usize> {
+        let mut registry = self.registry.lock();
+        (!registry.closed).then(|| registry.tasks.insert(None))
+    }
+
+    /// Records the waker of a task registered at `key`.
+    pub(crate) fn set_task_waker(&self, key: usize, waker: Waker) {
+        if let Some(slot) = self.registry.lock().tasks.get_mut(key) {
+            *slot = Some(waker);
         }
     }
 
-    /// Registers a freshly spawned task and schedules it, or drops it at
-    /// once when the worker has shut down (its handle then reports
-    /// cancellation).
-    pub(crate) fn adopt(self: &Arc<Self>, id: u64, runnable: Runnable<TaskInfo>) {
-        let mut registry = lock(&self.registry);
-        if registry.closed {
-            drop(registry);
-            drop(runnable);
-            return;
-        }
-        registry.tasks.insert(id, runnable.waker());
-        drop(registry);
-        runnable.schedule();
+    /// The task at `key` has been dropped.
+    pub(crate) fn forget_task(&self, key: usize) {
+        self.registry.lock().tasks.try_remove(key);
     }
 
-    pub(crate) fn forget_task(&self, id: u64) {
-        lock(&self.registry).tasks.remove(&id);
-    }
-
-    /// Closes the registry and wakes every live task, so that the caller's
-    /// drain of the queues drops them all.
-    pub(crate) fn close_registry(&self) {
-        let tasks = {
-            let mut registry = lock(&self.registry);
+    /// Closes the registry and wakes every live task, so that the worker's
+    /// drain of its queues drops them all. Returns how many were alive.
+    pub(crate) fn close_registry(&self) -> usize {
+        let (wakers, live) = {
+            let mut registry = self.registry.lock();
             registry.closed = true;
-            std::mem::take(&mut registry.tasks)
+            let wakers: Vec<Waker> = registry.tasks.iter().filter_map(|(_, w)| w.clone()).collect();
+            (wakers, registry.tasks.len())
         };
-        for waker in tasks.into_values() {
+        for waker in wakers {
             waker.wake();
         }
+        live
+    }
+
+    /// How many tasks are still alive on this worker.
+    pub(crate) fn live_tasks(&self) -> usize {
+        self.registry.lock().tasks.len()
     }
 
     /// Moves every remotely scheduled task to the local queue.
@@ -166,8 +181,8 @@ impl Worker {
         if !self.has_remote() {
             return;
         }
-        let mut remote = lock(&self.remote);
-        self.remote_pending.store(false, Ordering::Relaxed);
+        let mut remote = self.inbox.remote.lock();
+        self.inbox.remote_pending.store(false, Ordering::Relaxed);
         if local.is_empty() {
             std::mem::swap(&mut *remote, local);
         } else {
@@ -178,7 +193,7 @@ impl Worker {
     /// Whether work for this worker's scheduler may be queued remotely: one
     /// atomic load, the flag being set under the queue's lock after a push.
     pub(crate) fn has_remote(&self) -> bool {
-        self.remote_pending.load(Ordering::Acquire)
+        self.inbox.remote_pending.load(Ordering::Acquire)
     }
 
     /// Called by the scheduler loop at the start of each tick.
@@ -187,21 +202,22 @@ impl Worker {
         // clear also sees the waker.
         let registered = self.waker.get_or_init(|| waker.clone());
         debug_assert!(registered.will_wake(waker), "the scheduler loop's waker changed");
-        self.notified.store(false, Ordering::SeqCst);
+        self.inbox.notified.store(false, Ordering::SeqCst);
     }
 
     /// Makes sure the worker looks at its queues and stopper soon.
     pub(crate) fn notify(&self) {
-        if !self.notified.swap(true, Ordering::SeqCst)
+        if !self.inbox.notified.swap(true, Ordering::SeqCst)
             && let Some(waker) = self.waker.get()
         {
             waker.wake_by_ref();
         }
-        if self.blocking.load(Ordering::SeqCst) {
+        if self.inbox.blocking.load(Ordering::SeqCst) {
             self.unpark_thread();
         }
     }
 
+    /// Wakes the worker's thread wherever it sleeps outside its driver.
     pub(crate) fn unpark_thread(&self) {
         if let Some(t) = self.thread.get() {
             t.unpark();
@@ -211,14 +227,14 @@ impl Worker {
     /// Runs `wait` with the thread marked as blocking, so that `notify`
     /// unparks it; `wait` must re-check its condition before each park.
     pub(crate) fn blocking<R>(&self, wait: impl FnOnce() -> R) -> R {
-        struct Unmark<'a>(&'a AtomicBool);
+        struct Unmark<'a>(&'a AtomicBool, bool);
         impl Drop for Unmark<'_> {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::SeqCst);
+                self.0.store(self.1, Ordering::SeqCst);
             }
         }
-        self.blocking.store(true, Ordering::SeqCst);
-        let _unmark = Unmark(&self.blocking);
+        let was = self.inbox.blocking.swap(true, Ordering::SeqCst);
+        let _unmark = Unmark(&self.inbox.blocking, was);
         wait()
     }
 
@@ -254,29 +270,27 @@ impl Worker {
     #[inline]
     pub(crate) fn set_polling(&self, task: Option<&TaskInfo>) {
         let (id, at) = task.map_or((0, std::ptr::null_mut()), |t| {
-            (t.id, t.location as *const _ as *mut _)
+            (t.id.as_u64(), t.location as *const _ as *mut _)
         });
-        self.current_location.store(at, Ordering::Relaxed);
-        self.current_task.store(id, Ordering::Release);
+        let poll = &self.poll;
+        poll.location.store(at, Ordering::Relaxed);
+        poll.task.store(id, Ordering::Release);
         // Single writer: a load and a store, no locked instruction.
-        self.poll_seq
-            .store(self.poll_seq.load(Ordering::Relaxed) + 1, Ordering::Release);
+        poll.seq
+            .store(poll.seq.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 
     /// The poll counter, for [`polling`](Self::polling) comparisons.
     pub(crate) fn poll_seq(&self) -> u64 {
-        self.poll_seq.load(Ordering::Acquire)
+        self.poll.seq.load(Ordering::Acquire)
     }
 
     /// The task being polled now, if any: its id and spawn location.
-    pub(crate) fn polling(&self) -> Option<(u64, &'static Location<'static>)> {
+    pub(crate) fn polling(&self) -> Option<(TaskId, &'static Location<'static>)> {
         // The two loads may straddle a task switch and pair one task's id
         // with the next one's location: acceptable for a diagnostic.
-        let id = self.current_task.load(Ordering::Acquire);
-        let at = self.current_location.load(Ordering::Relaxed);
-        if id == 0 {
-            return None;
-        }
+        let id = TaskId::from_raw(self.poll.task.load(Ordering::Acquire))?;
+        let at = self.poll.location.load(Ordering::Relaxed);
         // SAFETY: the pointer is null or was made from a `&'static Location`.
         unsafe { at.as_ref() }.map(|at| (id, at))
     }
@@ -288,6 +302,16 @@ impl Worker {
 
     /// Whether the worker is online (its stopper takes works).
     pub(crate) fn is_online(&self) -> bool {
-        self.stopper.is_enabled()
+        self.stopper.is_online()
+    }
+
+    /// Records that the worker's loop died, and why.
+    pub(crate) fn set_death(&self, why: String) {
+        self.death.lock().get_or_insert(why);
+    }
+
+    /// Why the worker's loop died, if it did.
+    pub(crate) fn death(&self) -> Option<String> {
+        self.death.lock().clone()
     }
 }

@@ -16,12 +16,12 @@
 //! (or no longer) stopped.
 
 use super::{MultiStop, State};
-use crate::completion::Completion;
 use crate::cpumask::CpuMask;
+use crate::stop::completion::Completion;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::loom_model::{Shared, model};
-use loom::thread;
+use crate::sync::model::thread;
+use crate::sync::model::{Shared, model};
 use std::sync::OnceLock;
 
 /// What the stop function and the participants share.
@@ -96,7 +96,7 @@ fn run(n: usize, active: CpuMask, abandon: bool) {
     let threads = participants.iter().map(|h| h.thread().clone()).collect();
     ms.start(n, threads);
     let abandoned = abandon && ms.abandon();
-    loom::future::block_on(done.wait());
+    crate::sync::model::block_on(done.wait());
     if !abandoned {
         for (worker, r) in world.results.iter().enumerate() {
             assert_eq!(
@@ -134,26 +134,26 @@ fn run(n: usize, active: CpuMask, abandon: bool) {
 }
 
 #[test]
-fn loom_multi_stop_two_workers() {
+fn model_multi_stop_two_workers() {
     model(3, || run(2, CpuMask::from(0..2), false));
 }
 
 #[test]
-fn loom_multi_stop_two_workers_abandon() {
+fn model_multi_stop_two_workers_abandon() {
     model(3, || run(2, CpuMask::from(0..2), true));
 }
 
 #[test]
-fn loom_multi_stop_three_workers_one_active() {
+fn model_multi_stop_three_workers_one_active() {
     model(2, || run(3, CpuMask::of(1), false));
 }
 
 #[test]
-fn loom_multi_stop_three_workers_all_active() {
+fn model_multi_stop_three_workers_all_active() {
     model(2, || run(3, CpuMask::from(0..3), false));
 }
 
 #[test]
-fn loom_multi_stop_three_workers_abandon() {
+fn model_multi_stop_three_workers_abandon() {
     model(2, || run(3, CpuMask::of(1), true));
 }

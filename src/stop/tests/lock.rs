@@ -3,14 +3,14 @@
 
 use super::StopLock;
 use crate::sync::Arc;
-use crate::sync::loom_model::{Shared, model};
-use loom::thread;
+use crate::sync::model::thread;
+use crate::sync::model::{Shared, model};
 
 /// The main thread holds the lock while two tasks wait for it, then drops
 /// its guard: both get it in turn (a lost wake-up is a loom deadlock), never
 /// together (loom reports overlapping accesses to the guarded cell).
 #[test]
-fn loom_stop_lock_two_waiters() {
+fn model_stop_lock_two_waiters() {
     model(3, || {
         let lock = Arc::new(StopLock::new());
         // What the lock protects: a counter the holders increment.
@@ -20,7 +20,7 @@ fn loom_stop_lock_two_waiters() {
             .map(|_| {
                 let (lock, data) = (lock.clone(), data.clone());
                 thread::spawn(move || {
-                    let guard = loom::future::block_on(lock.lock());
+                    let guard = crate::sync::model::block_on(lock.lock());
                     data.update(|d| *d += 1);
                     drop(guard);
                 })

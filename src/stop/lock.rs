@@ -2,7 +2,7 @@
 //! `stop_cpus_mutex` and `cpus_read_lock` in one.
 
 use crate::sync::atomic::{AtomicBool, Ordering};
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::{Arc, Mutex};
 use std::future::Future;
 use std::task::{Poll, Waker};
 
@@ -13,6 +13,7 @@ use std::task::{Poll, Waker};
 /// on a worker that has just been parked, which will not run until someone
 /// unparks it, and unparking needs this very lock. Waking all waiters lets
 /// whichever can run take it; stops are rare, so the herd is cheap.
+#[derive(Debug)]
 pub(crate) struct StopLock {
     locked: AtomicBool,
     waiters: Mutex<Vec<Waker>>,
@@ -47,7 +48,7 @@ impl StopLock {
             if let Some(g) = this.try_lock() {
                 return Poll::Ready(g);
             }
-            let mut waiters = lock(&this.waiters);
+            let mut waiters = this.waiters.lock();
             if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
                 waiters.push(cx.waker().clone());
             }
@@ -65,13 +66,13 @@ impl StopLock {
 impl Drop for StopGuard {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
-        let waiters = std::mem::take(&mut *lock(&self.lock.waiters));
+        let waiters = std::mem::take(&mut *self.lock.waiters.lock());
         for w in waiters {
             w.wake();
         }
     }
 }
 
-#[cfg(all(test, stop_machine_loom))]
-#[path = "loom/stop_lock.rs"]
-mod loom_tests;
+#[cfg(test)]
+#[path = "tests/lock.rs"]
+mod tests;

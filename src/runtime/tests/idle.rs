@@ -6,12 +6,14 @@
 //! the production ones.
 
 use super::IdleState;
-use crate::stopper::{StopWork, Stopper};
+use crate::stats::StopKind;
+use crate::stop::stopper::Stopper;
+use crate::stop::work::StopWork;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicBool, Ordering};
-use crate::sync::loom_model::{Shared, model};
+use crate::sync::model::thread;
+use crate::sync::model::{Shared, model};
 use crate::sync::thread::park;
-use loom::thread;
 use std::panic::Location;
 
 /// Exactly one of the waking worker (PARKED → RUNNING) and the stop
@@ -22,7 +24,7 @@ use std::panic::Location;
 /// worker's tasks wrote before it went to sleep. loom reports any overlap or
 /// missing order between the accesses to the shared cell.
 #[test]
-fn loom_idle_claim_vs_wakeup() {
+fn model_idle_claim_vs_wakeup() {
     model(3, || {
         let idle = Arc::new(IdleState::new());
         let stopper = Arc::new(Stopper::new());
@@ -43,7 +45,7 @@ fn loom_idle_claim_vs_wakeup() {
                 idle.after_unpark(park);
                 assert!(!in_stop.load(Ordering::Relaxed), "ran while claimed by a stop");
                 assert!(!idle.is_idle());
-                if stopper.is_pending() {
+                if stopper.pending() != 0 {
                     stopper.run_pending();
                 }
                 world.update(|w| *w += 1);
@@ -54,7 +56,9 @@ fn loom_idle_claim_vs_wakeup() {
         let queuer = {
             let (stopper, world, w) = (stopper.clone(), world.clone(), worker.thread().clone());
             thread::spawn(move || {
-                let work = StopWork::new("loom", Location::caller(), move || world.update(|w| *w += 100));
+                let work = StopWork::new(StopKind::One, Location::caller(), move |_| {
+                    world.update(|w| *w += 100)
+                });
                 assert!(stopper.queue(work).is_ok());
                 w.unpark();
             })

@@ -2,13 +2,12 @@
 //! kernel's `multi_cpu_stop`: PREPARE → DISABLE_IRQ → RUN → EXIT, the last
 //! worker to acknowledge a state moving everyone to the next.
 
-use crate::completion::Completion;
+use super::completion::Completion;
 use crate::cpumask::CpuMask;
-use crate::error::StopError;
-use crate::stop_one::run_caught;
+use crate::error::{StopError, run_caught};
 use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use crate::sync::thread::{self, Thread};
-use crate::sync::{Arc, Backoff, Mutex, lock};
+use crate::sync::{Arc, Backoff, Mutex};
 use std::time::Instant;
 
 /// The phases of a multi-worker stop.
@@ -107,12 +106,24 @@ where
         }
     }
 
-    /// Publishes the number of participants and enters PREPARE. Works that
-    /// started early wait in `None` until this.
+    /// Publishes the number of participants and enters PREPARE, unless a
+    /// participant was refused meanwhile (the stop is then abandoned).
+    /// Works that started early wait in `None` until this.
     pub(crate) fn start(&self, num_threads: usize, threads: Vec<Thread>) {
         self.num_threads.store(num_threads, Ordering::Relaxed);
-        *lock(&self.threads) = threads;
-        self.set_state(State::Prepare);
+        self.ack.store(num_threads, Ordering::Relaxed);
+        *self.threads.lock() = threads;
+        self.reached(State::Prepare);
+        // Release: whoever sees PREPARE sees the count and the threads.
+        let _ = self.state.compare_exchange(
+            State::None as u8,
+            State::Prepare as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        // Either way: a participant that started early may be parked in
+        // `None`, and an abandonment before this had no thread to wake.
+        self.wake_all();
     }
 
     pub(crate) fn state(&self) -> State {
@@ -130,7 +141,7 @@ where
     }
 
     fn wake_all(&self) {
-        for t in lock(&self.threads).iter() {
+        for t in self.threads.lock().iter() {
             t.unpark();
         }
     }
@@ -164,7 +175,7 @@ where
     /// Records when `state` was reached, and says so at `trace` level.
     fn reached(&self, state: State) {
         let now = Instant::now();
-        let mut timeline = lock(&self.timeline);
+        let mut timeline = self.timeline.lock();
         match state {
             State::Run => timeline.run_start = Some(now),
             State::Exit => timeline.run_end = Some(now),
@@ -181,22 +192,23 @@ where
 
     /// When each phase was reached.
     pub(crate) fn timeline(&self) -> Timeline {
-        lock(&self.timeline).clone()
+        self.timeline.lock().clone()
     }
 
-    /// Gives up on the stragglers if the stop is still in PREPARE: nobody
+    /// Gives up on the stragglers if the stop has not left PREPARE: nobody
     /// has run `f` and everyone who arrived leaves. Returns whether this call
     /// abandoned it.
     pub(crate) fn abandon(&self) -> bool {
-        let abandoned = self
-            .state
-            .compare_exchange(
-                State::Prepare as u8,
-                State::Abandoned as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok();
+        let abandoned = [State::None, State::Prepare].into_iter().any(|from| {
+            self.state
+                .compare_exchange(
+                    from as u8,
+                    State::Abandoned as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        });
         if abandoned {
             self.wake_all();
             self.done.finish_early();
@@ -204,9 +216,23 @@ where
         abandoned
     }
 
+    /// A participant's work was cancelled (its worker went away before it
+    /// ran): the stop cannot gather everyone, so it is abandoned with `why`.
+    /// A stop past PREPARE has every participant already inside it, so this
+    /// only ever meets `None` or `Prepare`.
+    pub(crate) fn cancelled(&self, why: StopError) {
+        self.error.lock().get_or_insert(why);
+        self.abandon();
+    }
+
+    /// The error of a cancelled participant, if any.
+    pub(crate) fn cancellation(&self) -> Option<StopError> {
+        self.error.lock().clone()
+    }
+
     /// The participants that had not reached PREPARE.
     pub(crate) fn stragglers(&self, participants: &CpuMask) -> CpuMask {
-        let arrived: CpuMask = lock(&self.timeline).arrivals.iter().map(|(w, _)| *w).collect();
+        let arrived: CpuMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();
         participants - &arrived
     }
 
@@ -225,13 +251,13 @@ where
             if state != current {
                 current = state;
                 if state == State::Prepare {
-                    lock(&self.timeline).arrivals.push((worker, Instant::now()));
+                    self.timeline.lock().arrivals.push((worker, Instant::now()));
                 }
                 if state == State::Run && self.active.contains(worker) {
                     match run_caught(|| (self.f)(worker)) {
-                        Ok(r) => lock(&self.results).push((worker, r)),
+                        Ok(r) => self.results.lock().push((worker, r)),
                         Err(e) => {
-                            lock(&self.error).get_or_insert(e);
+                            self.error.lock().get_or_insert(e);
                         }
                     }
                 }
@@ -240,7 +266,7 @@ where
                 }
                 if state == State::Exit {
                     let left = Instant::now();
-                    let mut timeline = lock(&self.timeline);
+                    let mut timeline = self.timeline.lock();
                     timeline.last_left = timeline.last_left.max(Some(left));
                     timeline.lefts.push((worker, left));
                     return;
@@ -266,15 +292,15 @@ where
 
     /// The values of `f`, by worker, or the first error.
     pub(crate) fn take_results(&self) -> Result<Vec<(usize, R)>, StopError> {
-        if let Some(e) = lock(&self.error).take() {
+        if let Some(e) = self.error.lock().take() {
             return Err(e);
         }
-        let mut results = std::mem::take(&mut *lock(&self.results));
+        let mut results = std::mem::take(&mut *self.results.lock());
         results.sort_by_key(|(w, _)| *w);
         Ok(results)
     }
 }
 
-#[cfg(all(test, stop_machine_loom))]
-#[path = "loom/multi_stop.rs"]
-mod loom_tests;
+#[cfg(test)]
+#[path = "tests/multi_stop.rs"]
+mod tests;

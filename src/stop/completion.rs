@@ -1,7 +1,7 @@
 //! Completion counting for stop works, the kernel's `cpu_stop_done`.
 
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use crate::sync::{AtomicWaker, Mutex, lock};
+use crate::sync::{AtomicWaker, Mutex};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -42,7 +42,7 @@ impl Completion {
 
     /// Runs `f` when the count reaches zero (at once if it already has).
     pub(crate) fn on_complete(&self, f: impl FnOnce() + Send + 'static) {
-        let mut finish = lock(&self.finish);
+        let mut finish = self.finish.lock();
         match finish.as_mut() {
             // Checked under the lock that `end` takes the list under, so a
             // finisher is never added to a list already taken.
@@ -82,7 +82,7 @@ impl Completion {
         // Only whoever takes the list lets the waiter go, after running it:
         // an early end racing the last signal must not release the waiter
         // while the other is still releasing claimed workers.
-        let Some(finish) = lock(&self.finish).take() else {
+        let Some(finish) = self.finish.lock().take() else {
             return;
         };
         for f in finish {
@@ -124,6 +124,6 @@ impl Future for Wait<'_> {
     }
 }
 
-#[cfg(all(test, stop_machine_loom))]
-#[path = "loom/completion.rs"]
-mod loom_tests;
+#[cfg(test)]
+#[path = "tests/completion.rs"]
+mod tests;

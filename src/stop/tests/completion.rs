@@ -6,14 +6,14 @@
 use super::Completion;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicUsize, Ordering};
-use crate::sync::loom_model::{Shared, model};
-use loom::thread;
+use crate::sync::model::thread;
+use crate::sync::model::{Shared, model};
 
 /// Two works signal (one through `signal_n`) while the waiter attaches a
 /// finisher and waits: the finisher runs once, before the waiter returns,
 /// and the waiter sees both works' writes.
 #[test]
-fn loom_completion_signal_wait() {
+fn model_completion_signal_wait() {
     model(3, || {
         let done = Arc::new(Completion::new(3));
         // What each work wrote before signalling.
@@ -34,7 +34,7 @@ fn loom_completion_signal_wait() {
         done.on_complete(move || {
             f.fetch_add(1, Ordering::Relaxed);
         });
-        loom::future::block_on(done.wait());
+        crate::sync::model::block_on(done.wait());
         assert!(done.is_done());
         assert_eq!(
             finished.load(Ordering::Relaxed),
@@ -56,7 +56,7 @@ fn loom_completion_signal_wait() {
 /// signals late. The finisher runs exactly once, before the waiter returns;
 /// the late signals find nothing left to do.
 #[test]
-fn loom_completion_finish_early() {
+fn model_completion_finish_early() {
     model(3, || {
         let done = Arc::new(Completion::new(2));
         let finished = Arc::new(AtomicUsize::new(0));
@@ -75,7 +75,7 @@ fn loom_completion_finish_early() {
             let done = done.clone();
             thread::spawn(move || done.signal())
         };
-        loom::future::block_on(done.wait());
+        crate::sync::model::block_on(done.wait());
         assert_eq!(
             finished.load(Ordering::Relaxed),
             1,
@@ -105,7 +105,7 @@ fn loom_completion_finish_early() {
 /// `finish_early` marking the end under the `finish` lock, which
 /// `on_complete` then tests).
 #[test]
-fn loom_completion_finish_early_before_on_complete() {
+fn model_completion_finish_early_before_on_complete() {
     model(3, || {
         let done = Arc::new(Completion::new(2));
         let finished = Arc::new(AtomicUsize::new(0));
@@ -120,7 +120,7 @@ fn loom_completion_finish_early_before_on_complete() {
         done.on_complete(move || {
             f.fetch_add(1, Ordering::Relaxed);
         });
-        loom::future::block_on(done.wait());
+        crate::sync::model::block_on(done.wait());
         assert_eq!(
             finished.load(Ordering::Relaxed),
             1,

@@ -1,17 +1,17 @@
 //! The synchronization primitives the stop protocols are built from.
 //!
-//! Every protocol type imports its atomics, locks, `Arc`, thread parking,
-//! spin backoff and waker slot from here, never from `std` directly, so that
+//! Every protocol type imports its atomics, locks, thread parking, spin
+//! backoff and waker slot from here, never from `std` directly, so that
 //! `RUSTFLAGS="--cfg stop_machine_loom"` swaps in loom's model-checked
 //! versions and the very same code is explored by the model checker (the
 //! same arrangement as tokio's `loom` shim; a crate-specific cfg because
 //! `--cfg loom` would switch tokio to its own loom paths). `.ci/loom` runs
-//! the models.
+//! the models; [`model`] lets them run as plain tests too.
 
 #[cfg(stop_machine_loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard, atomic};
+pub(crate) use loom::sync::atomic;
 #[cfg(not(stop_machine_loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard, atomic};
+pub(crate) use std::sync::atomic;
 // `Arc` stays std's under loom too: its count is no part of any protocol
 // here, and loom's cannot be a method receiver (`self: &Arc<Self>`) nor
 // become a `Waker`.
@@ -26,6 +26,39 @@ pub(crate) use futures::task::AtomicWaker;
 pub(crate) use self::loom_shim::Backoff;
 #[cfg(not(stop_machine_loom))]
 pub(crate) use crossbeam_utils::Backoff;
+
+#[cfg(stop_machine_loom)]
+use loom::sync as inner;
+#[cfg(not(stop_machine_loom))]
+use std::sync as inner;
+
+/// A mutex whose [`lock`](Mutex::lock) ignores poisoning.
+///
+/// The protocol locks guard plain queues and flags whose invariants hold
+/// between statements, and user code (stop functions, task drops) never
+/// runs under them, so a panic cannot leave their data half-updated:
+/// recovering the guard is always sound.
+pub(crate) struct Mutex<T>(inner::Mutex<T>);
+
+impl<T> std::fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mutex { .. }")
+    }
+}
+
+/// The guard of a [`Mutex`].
+pub(crate) type MutexGuard<'a, T> = inner::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Mutex<T> {
+        Mutex(inner::Mutex::new(value))
+    }
+
+    /// Locks the mutex, ignoring poisoning.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// Threads as the protocols see them: who to unpark, and how to sleep.
 pub(crate) mod thread {
@@ -42,24 +75,13 @@ pub(crate) mod thread {
     }
 }
 
-/// Locks `m`, ignoring poisoning.
-///
-/// The protocol locks guard plain queues and flags whose invariants hold
-/// between statements, and stop functions run outside them, so a panic can
-/// never leave their data half-updated: recovering the guard is always sound.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 /// What loom lacks or spells differently.
 #[cfg(stop_machine_loom)]
 mod loom_shim {
     use std::task::Waker;
 
     /// futures' `AtomicWaker` (`register` by reference) over loom's.
+    #[derive(Debug)]
     pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
 
     impl AtomicWaker {
@@ -82,6 +104,7 @@ mod loom_shim {
     /// the wait loops re-check anyway, and would multiply the executions to
     /// explore; a waiter that sees the change without sleeping is still
     /// explored, as a `park` returning at once on an earlier unpark's token.
+    #[derive(Debug)]
     pub(crate) struct Backoff(());
 
     impl Backoff {
@@ -101,6 +124,5 @@ mod loom_shim {
     }
 }
 
-#[cfg(all(test, stop_machine_loom))]
-#[path = "loom/model.rs"]
-pub(crate) mod loom_model;
+#[cfg(test)]
+pub(crate) mod model;

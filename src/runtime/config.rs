@@ -1,0 +1,12 @@
+//! The settings every worker reads, fixed when the runtime is built.
+
+use std::time::Duration;
+
+/// What [`Builder`](crate::Builder) decided.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) event_interval: u32,
+    pub(crate) stop_timeout: Option<Duration>,
+    pub(crate) stop_a_lot: Option<u32>,
+    pub(crate) slow_stop: Option<Duration>,
+}

@@ -1,0 +1,70 @@
+//! Everything the workers of one runtime share.
+
+use super::config::Config;
+use super::worker::Worker;
+use crate::stats::Recorder;
+use crate::stop::deadline::Watchdog;
+use crate::stop::lock::StopLock;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex};
+use crate::topology::WorkerPlacement;
+
+/// The state of one runtime, behind every [`Handle`](crate::Handle).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) workers: Box<[Arc<Worker>]>,
+    /// Serializes stop_cpus, stop_machine and hotplug (the kernel's
+    /// `stop_cpus_mutex` plus `cpus_read_lock`): the set of online workers
+    /// cannot change while a stop runs.
+    pub(crate) stop_lock: Arc<StopLock>,
+    /// Held while the works of one multi-worker request are queued, so that
+    /// any two such requests appear in the same order on every worker they
+    /// share and can never wait for each other in a cycle. Hotplug changes
+    /// a worker's state under it too.
+    pub(crate) queue_lock: Mutex<()>,
+    /// Bounds timed stops.
+    pub(crate) watchdog: Watchdog,
+    next_worker: AtomicUsize,
+    pub(crate) placement: WorkerPlacement,
+    pub(crate) config: Config,
+    /// Set when the runtime begins to shut down.
+    pub(crate) shutdown: AtomicBool,
+    /// Stop-a-lot mode: one of its stops is on its way.
+    pub(crate) stop_a_lot_inflight: AtomicBool,
+    /// What every stop cost.
+    pub(crate) stats: Recorder,
+}
+
+impl Shared {
+    pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
+        let stats = Recorder::new(workers.len());
+        Shared {
+            workers: workers.into_boxed_slice(),
+            stop_lock: Arc::new(StopLock::new()),
+            queue_lock: Mutex::new(()),
+            watchdog: Watchdog::default(),
+            next_worker: AtomicUsize::new(0),
+            placement,
+            config,
+            shutdown: AtomicBool::new(false),
+            stop_a_lot_inflight: AtomicBool::new(false),
+            stats,
+        }
+    }
+
+    /// The next worker in turn, skipping offline ones (their tasks would wait
+    /// until they are back); any worker when all are offline.
+    pub(crate) fn next_online_worker(&self) -> usize {
+        let n = self.workers.len();
+        let start = self.next_worker.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|w| self.workers[*w].is_online())
+            .unwrap_or(start % n)
+    }
+
+    /// Whether the runtime has begun to shut down.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}

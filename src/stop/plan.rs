@@ -1,0 +1,217 @@
+//! From a request to works on the workers and back: validation, the
+//! queueing order, and the driver of multi-worker stops (the kernel's
+//! `stop_cpus`/`stop_machine_cpuslocked` bodies).
+
+use super::completion::Completion;
+use super::lock::StopGuard;
+use super::multi_stop::{MultiStop, State};
+use super::report;
+use super::work::{Go, StopWork};
+use crate::cpumask::CpuMask;
+use crate::error::StopError;
+use crate::runtime::shared::Shared;
+use crate::runtime::worker::Worker;
+use crate::stats::{Measured, StopKind};
+use crate::sync::{Arc, MutexGuard};
+use std::panic::Location;
+use std::pin::pin;
+use std::time::Instant;
+
+/// Who asked for a stop, when, and until when it may take to stop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request {
+    pub(crate) kind: StopKind,
+    pub(crate) caller: &'static Location<'static>,
+    /// When the call began: the time to stop counts from here, lock wait
+    /// included.
+    pub(crate) at: Instant,
+    /// When the whole call gives up, lock wait included.
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// What a multi-worker stop is asked to do.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) request: Request,
+    /// Workers that take part (all online).
+    pub(crate) participants: CpuMask,
+    /// Workers that run the function; a subset of `participants`.
+    pub(crate) active: CpuMask,
+    /// Whether inactive workers asleep in their driver may be counted as
+    /// stopped without waking them.
+    pub(crate) claim_idle: bool,
+}
+
+/// Checks a caller's mask against the runtime.
+///
+/// # Errors
+///
+/// [`StopError::EmptyMask`], [`StopError::InvalidWorker`].
+pub(crate) fn validate(shared: &Shared, mask: &CpuMask) -> Result<(), StopError> {
+    if mask.is_empty() {
+        return Err(StopError::EmptyMask);
+    }
+    if mask.iter().any(|w| w >= shared.workers.len()) {
+        return Err(StopError::InvalidWorker);
+    }
+    Ok(())
+}
+
+/// Takes the stop lock (the kernel's `stop_cpus_mutex`), within the
+/// request's deadline.
+///
+/// # Errors
+///
+/// [`StopError::TimedOut`] with no straggler: another stop held the lock
+/// past the deadline.
+pub(crate) async fn lock(shared: &Shared, request: &Request) -> Result<StopGuard, StopError> {
+    shared
+        .watchdog
+        .within(request.deadline, shared.stop_lock.lock())
+        .await
+        .map_err(|()| StopError::TimedOut {
+            stragglers: Vec::new(),
+        })
+}
+
+/// Queues `job(w)` on each worker of `mask`. The caller holds the queueing
+/// lock (`_order`) across everything that must form one step of the
+/// queueing order, so that requests sharing workers are ordered the same
+/// way on all of them; it wakes the workers after releasing it (the
+/// kernel's wake_q). A refused work is cancelled, which completes its
+/// share. Returns the workers that took their work and the first refusal.
+pub(crate) fn queue_on<J>(
+    shared: &Shared,
+    _order: &MutexGuard<'_, ()>,
+    mask: impl Iterator<Item = usize>,
+    request: &Request,
+    mut job: impl FnMut(usize) -> J,
+) -> (Vec<Arc<Worker>>, Option<StopError>)
+where
+    J: FnOnce(Go) + Send + 'static,
+{
+    let mut queued = Vec::new();
+    let mut refused = None;
+    for w in mask {
+        let worker = &shared.workers[w];
+        match worker
+            .stopper
+            .queue(StopWork::new(request.kind, request.caller, job(w)))
+        {
+            Ok(()) => queued.push(worker.clone()),
+            Err(why) => {
+                refused.get_or_insert(why);
+            }
+        }
+    }
+    (queued, refused)
+}
+
+/// Runs `f` through the multi-stop state machine on `plan.participants`.
+/// `guard` (the stop lock, when the caller holds it) is released when every
+/// worker has left the stop, even if the caller's future is dropped before.
+pub(crate) async fn multi_stop<F, R>(
+    shared: &Shared,
+    plan: Plan,
+    f: F,
+    guard: Option<StopGuard>,
+) -> Result<Vec<(usize, R)>, StopError>
+where
+    F: Fn(usize) -> R + Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let Plan {
+        request,
+        participants,
+        active,
+        claim_idle,
+    } = plan;
+    let done = Arc::new(Completion::new(participants.weight()));
+    let span = tracing::debug_span!(
+        "stop",
+        kind = request.kind.name(),
+        caller = %request.caller,
+        mask = %participants,
+        active = %active
+    );
+    let mut ms = MultiStop::new(f, active.clone(), request.deadline, done.clone());
+    ms.set_span(span.clone());
+    let ms = Arc::new(ms);
+    let snapshot = report::Snapshot::take(shared, &request);
+    let (claimed, queued) = {
+        let order = shared.queue_lock.lock();
+        // All or nothing: hotplug changes a worker's state under this lock,
+        // so a participant found online here takes its work.
+        if let Some(why) = participants
+            .iter()
+            .find_map(|w| shared.workers[w].stopper.life().refusal())
+        {
+            return Err(why);
+        }
+        let claimed: Vec<Arc<Worker>> = if claim_idle {
+            participants
+                .iter()
+                .filter(|w| !active.contains(*w))
+                .map(|w| shared.workers[w].clone())
+                .filter(|w| w.try_claim())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Claims and queueing form one step in the queueing order: a request
+        // queued in between could need a worker we claimed while it holds
+        // one we wait for.
+        let unclaimed = participants
+            .iter()
+            .filter(|w| !claimed.iter().any(|c| c.index == *w));
+        let (queued, _refused) = queue_on(shared, &order, unclaimed, &request, |w| {
+            let (ms, done) = (ms.clone(), done.clone());
+            move |go: Go| {
+                match go {
+                    Ok(()) => ms.participate(w),
+                    Err(why) => ms.cancelled(why),
+                }
+                done.signal();
+            }
+        });
+        (claimed, queued)
+    };
+    done.signal_n(claimed.len());
+    ms.start(
+        queued.len(),
+        queued.iter().filter_map(|w| w.thread.get().cloned()).collect(),
+    );
+    for w in &queued {
+        w.notify();
+    }
+    let claimed_ids: Vec<usize> = claimed.iter().map(|w| w.index).collect();
+    done.on_complete(move || {
+        for w in &claimed {
+            w.release();
+        }
+        drop(guard);
+    });
+    let mut wait = pin!(done.wait());
+    if shared
+        .watchdog
+        .within(request.deadline, wait.as_mut())
+        .await
+        .is_err()
+    {
+        ms.abandon();
+        wait.await;
+    }
+    if ms.state() == State::Abandoned {
+        shared.stats.record(Measured::failed(request.kind));
+        if let Some(why) = ms.cancellation() {
+            return Err(why);
+        }
+        let waited: CpuMask = queued.iter().map(|w| w.index).collect();
+        return Err(snapshot.timed_out(shared, &ms.stragglers(&waited), &request));
+    }
+    let results = ms.take_results();
+    let timeline = ms.timeline();
+    report::record_multi(shared, &request, &timeline, claimed_ids, results.is_ok());
+    snapshot.warn_if_slow(shared, &span, &timeline, &request);
+    results
+}
