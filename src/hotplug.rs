@@ -3,7 +3,9 @@
 
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
+use crate::stats::StopKind;
 use crate::stop::completion::Completion;
+use crate::stop::work::{Go, InjectedDeath, StopWork};
 use crate::sync::Arc;
 
 impl Handle {
@@ -93,5 +95,36 @@ impl Handle {
             w.unpark_thread();
         }
         Ok(())
+    }
+
+    /// Kills worker `worker`'s scheduler loop as a bug of this crate would,
+    /// for tests of what follows: the worker is declared dead, the works
+    /// queued behind this one are cancelled with
+    /// [`StopError::WorkerDied`], and dropping the runtime panics with the
+    /// report. Not for production use.
+    ///
+    /// RETURNS: whether the request was queued.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+    /// assert!(rt.handle().inject_worker_death(1));
+    /// let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(rt)));
+    /// assert!(dropped.is_err(), "dropping the runtime reports the dead worker");
+    /// ```
+    #[doc(hidden)]
+    pub fn inject_worker_death(&self, worker: usize) -> bool {
+        let Ok(target) = self.worker(worker) else {
+            return false;
+        };
+        let work = StopWork::new(StopKind::Nowait, std::panic::Location::caller(), |go: Go| {
+            if go.is_ok() {
+                std::panic::panic_any(InjectedDeath);
+            }
+        });
+        let queued = target.stopper.queue(work).is_ok();
+        target.notify();
+        queued
     }
 }

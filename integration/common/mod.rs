@@ -50,3 +50,48 @@ pub fn thread_names() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The environment variable that tells a re-executed test binary to run
+/// the body of [`in_child`] instead of spawning it.
+const CHILD: &str = "STOP_MACHINE_TEST_CHILD";
+
+/// Runs `body` in a child process (this test binary, re-executed for the
+/// test `name` alone), so that a body that aborts the process is reported
+/// as this test's failure instead of killing the whole suite. In the child,
+/// runs `body` under the [`watchdog`].
+pub fn in_child(name: &str, body: impl FnOnce() + Send + 'static) {
+    if std::env::var_os(CHILD).is_some() {
+        watchdog(name, body);
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let child = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("re-exec the test binary");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(WATCHDOG + Duration::from_secs(10)) else {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        panic!("watchdog: the child process for {name} did not finish");
+    };
+    let out = out.expect("child output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "the child process for {name} failed ({}):\n{text}",
+        out.status
+    );
+}

@@ -54,7 +54,10 @@ impl StopWork {
     fn end(&mut self, go: Go) {
         let Some(job) = self.job.take() else { return };
         let (kind, caller) = (self.kind, self.caller);
-        if catch_unwind(AssertUnwindSafe(move || job(go))).is_err() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || job(go))) {
+            if payload.is::<InjectedDeath>() {
+                std::panic::resume_unwind(payload);
+            }
             tracing::error!(
                 kind = kind.name(),
                 %caller,
@@ -78,3 +81,11 @@ impl std::fmt::Debug for StopWork {
             .finish()
     }
 }
+
+/// The panic payload of [`Handle::inject_worker_death`]: the one panic a
+/// stop work lets through, so that tests can exercise the path of a worker
+/// loop that dies.
+///
+/// [`Handle::inject_worker_death`]: crate::Handle::inject_worker_death
+#[derive(Debug)]
+pub(crate) struct InjectedDeath;
