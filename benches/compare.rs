@@ -19,17 +19,19 @@
 mod common;
 
 use arc_swap::ArcSwap;
-use common::{Recorder, bench_floors, note, time_each_async, watched, write_report};
-use criterion::{
-    BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
+use common::{
+    Background, Group, Recorder, floors, note, on_worker0, runtime, runtime_of, timed, write_report,
 };
+use criterion::{Criterion, criterion_group, criterion_main};
 use std::cell::UnsafeCell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use stop_machine::{Handle, JoinHandle, Runtime};
+use stop_machine::Handle;
 
+/// Samples per benchmark.
+const SAMPLES: usize = 25;
 /// Config reads per iteration (and per reader chunk, after which a reader
 /// task yields).
 const READS: u64 = 1_000;
@@ -37,21 +39,10 @@ const READS: u64 = 1_000;
 const POLLS: u64 = 1_000;
 /// Pauses per iteration of the pause benchmarks.
 const PAUSES: u64 = 10;
-/// Round trips per iteration of the floors.
-const ROUND_TRIPS: u64 = 100;
 /// How often the writer updates the config.
 const WRITE_EVERY: Duration = Duration::from_millis(1);
 /// `black_box` steps of a task's work in one poll.
 const WORK: u64 = 32;
-
-fn group<'a>(c: &'a mut Criterion, name: &str, elements: u64) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(name);
-    g.sample_size(25)
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .throughput(Throughput::Elements(elements));
-    g
-}
 
 /// The configuration being hot-patched.
 #[derive(Clone, Copy, Debug, Default)]
@@ -190,17 +181,13 @@ impl Shared {
 
 /// Single-threaded read cost: the benchmark thread reads, nobody writes.
 fn config_read(c: &mut Criterion) {
-    let mut g = group(c, "config_read", READS);
+    let mut g = Group::new(c, "config_read", SAMPLES, READS);
     for shared in Shared::all() {
         // One read of the config through `shared`, alone on the machine.
-        watched(&format!("config_read/{}", shared.name()), || {
-            g.bench_function(shared.name(), |b| {
-                b.iter_custom(|iters| {
-                    let start = Instant::now();
-                    shared.read_n(iters * READS);
-                    start.elapsed()
-                })
-            })
+        g.bench(shared.name(), |iters| {
+            let start = Instant::now();
+            shared.read_n(iters * READS);
+            start.elapsed()
         });
     }
     g.finish();
@@ -241,9 +228,9 @@ impl Writer {
 /// Readers on every worker (each reads [`READS`] times, then yields), the
 /// one on worker 0 measured, with and without a writer.
 fn config_read_writer(c: &mut Criterion) {
-    let rt = Runtime::builder().build().expect("stop-machine runtime");
+    let rt = runtime();
     let h = rt.handle().clone();
-    let mut g = group(c, "config_read_writer", READS);
+    let mut g = Group::new(c, "config_read_writer", SAMPLES, READS);
     for shared in Shared::all() {
         for writer in [false, true] {
             let id = format!(
@@ -252,55 +239,36 @@ fn config_read_writer(c: &mut Criterion) {
                 if writer { "writer" } else { "no_writer" }
             );
             // Background readers on the other workers, as a runtime that reads its config everywhere.
-            let done = Arc::new(AtomicBool::new(false));
-            let others: Vec<JoinHandle<()>> = (1..h.num_workers())
-                .map(|w| {
-                    let (shared, done) = (shared.clone(), done.clone());
-                    h.spawn_on(w, async move {
-                        while !done.load(Ordering::Relaxed) {
-                            shared.read_n(READS);
-                            tokio::task::yield_now().await;
-                        }
-                    })
-                })
-                .collect();
+            let others = Background::start(&h, 1..h.num_workers(), |done| {
+                let shared = shared.clone();
+                async move {
+                    while !done.load(Ordering::Relaxed) {
+                        shared.read_n(READS);
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
             let writer = writer.then(|| {
                 let recorder = Recorder::new(&format!("config_write/{}", shared.writer_name()));
                 Writer::start(shared.clone(), h.clone(), recorder)
             });
             // Reader chunks: READS reads and one yield, timed on their own for the tail a writer adds.
-            let recorder = Recorder::new(&format!("config_read_writer/{id}"));
+            let recorder = g.recorder(&id);
             // One read on worker 0, the yield after every READS reads included, while readers run on every worker.
-            watched(&format!("config_read_writer/{}", id), || {
-                g.bench_function(&id, |b| {
-                    b.iter_custom(|iters| {
-                        let (shared, recorder) = (shared.clone(), recorder.clone());
-                        rt.block_on(async move {
-                            stop_machine::spawn_on(0, async move {
-                                let mut ops = Vec::new();
-                                let d = time_each_async(iters, &mut ops, || {
-                                    shared.read_n(READS);
-                                    tokio::task::yield_now()
-                                })
-                                .await;
-                                recorder.add(&ops);
-                                d
-                            })
-                            .await
-                            .expect("reader task")
-                        })
-                    })
+            g.bench(&id, |iters| {
+                let (shared, recorder) = (shared.clone(), recorder.clone());
+                on_worker0(&rt, async move {
+                    let chunk = || {
+                        shared.read_n(READS);
+                        tokio::task::yield_now()
+                    };
+                    recorder.time_each_async(iters, chunk).await
                 })
             });
             if let Some(w) = writer {
                 w.end();
             }
-            done.store(true, Ordering::Relaxed);
-            rt.block_on(async move {
-                for t in others {
-                    t.await.expect("reader task");
-                }
-            });
+            others.end(&rt);
         }
     }
     g.finish();
@@ -317,60 +285,39 @@ fn work() {
 /// The hot-path cost of the world lock: a task's poll with and without
 /// holding the read guard while it works.
 fn world_lock_poll(c: &mut Criterion) {
-    let rt = Runtime::builder()
-        .workers(1)
-        .build()
-        .expect("stop-machine runtime");
-    let mut g = group(c, "world_lock_poll", POLLS);
+    let rt = runtime_of(1);
+    let mut g = Group::new(c, "world_lock_poll", SAMPLES, POLLS);
     let world = Arc::new(tokio::sync::RwLock::new(()));
 
     // One poll that works, then yields: all that stop_machine asks of a task.
-    watched("world_lock_poll/work_yield", || {
-        g.bench_function("work_yield", |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async move {
-                    let start = Instant::now();
-                    for _ in 0..iters * POLLS {
-                        work();
-                        tokio::task::yield_now().await;
-                    }
-                    start.elapsed()
-                })
-            })
-        })
+    g.bench("work_yield", |iters| {
+        rt.block_on(timed(async move {
+            for _ in 0..iters * POLLS {
+                work();
+                tokio::task::yield_now().await;
+            }
+        }))
     });
     // The same poll holding the world lock's read guard while it works: the world lock's price on every poll.
-    watched("world_lock_poll/read_guard_work_yield", || {
-        g.bench_function("read_guard_work_yield", |b| {
-            b.iter_custom(|iters| {
-                let world = world.clone();
-                rt.block_on(async move {
-                    let start = Instant::now();
-                    for _ in 0..iters * POLLS {
-                        let guard = world.read().await;
-                        work();
-                        drop(guard);
-                        tokio::task::yield_now().await;
-                    }
-                    start.elapsed()
-                })
-            })
-        })
+    g.bench("read_guard_work_yield", |iters| {
+        let world = world.clone();
+        rt.block_on(timed(async move {
+            for _ in 0..iters * POLLS {
+                let guard = world.read().await;
+                work();
+                drop(guard);
+                tokio::task::yield_now().await;
+            }
+        }))
     });
     // The read guard's acquire and release alone, uncontended.
-    watched("world_lock_poll/read_guard", || {
-        g.bench_function("read_guard", |b| {
-            b.iter_custom(|iters| {
-                let world = world.clone();
-                rt.block_on(async move {
-                    let start = Instant::now();
-                    for _ in 0..iters * POLLS {
-                        drop(black_box(world.read().await));
-                    }
-                    start.elapsed()
-                })
-            })
-        })
+    g.bench("read_guard", |iters| {
+        let world = world.clone();
+        rt.block_on(timed(async move {
+            for _ in 0..iters * POLLS {
+                drop(black_box(world.read().await));
+            }
+        }))
     });
     g.finish();
 }
@@ -378,9 +325,9 @@ fn world_lock_poll(c: &mut Criterion) {
 /// Pause round trips from a task on worker 0 while `n` tasks per worker
 /// work and yield: the world lock against `stop_machine`.
 fn pause(c: &mut Criterion) {
-    let rt = Runtime::builder().build().expect("stop-machine runtime");
+    let rt = runtime();
     let h = rt.handle().clone();
-    let mut g = group(c, "pause", PAUSES);
+    let mut g = Group::new(c, "pause", SAMPLES, PAUSES);
     for n in [1, 10, 100] {
         for world_lock in [true, false] {
             let id = format!(
@@ -388,67 +335,48 @@ fn pause(c: &mut Criterion) {
                 if world_lock { "world_lock" } else { "stop_machine" }
             );
             let world = Arc::new(tokio::sync::RwLock::new(()));
-            let done = Arc::new(AtomicBool::new(false));
             let polls = Arc::new(AtomicU64::new(0));
-            let tasks: Vec<JoinHandle<()>> = (0..h.num_workers())
-                .flat_map(|w| (0..n).map(move |_| w))
-                .map(|w| {
-                    let (world, done, polls) = (world.clone(), done.clone(), polls.clone());
-                    h.spawn_on(w, async move {
-                        let mut mine = 0;
-                        while !done.load(Ordering::Relaxed) {
-                            if world_lock {
-                                let guard = world.read().await;
-                                work();
-                                drop(guard);
-                            } else {
-                                work();
-                            }
-                            mine += 1;
-                            tokio::task::yield_now().await;
+            let n_per_worker = (0..h.num_workers()).flat_map(|w| (0..n).map(move |_| w));
+            let tasks = Background::start(&h, n_per_worker, |done| {
+                let (world, polls) = (world.clone(), polls.clone());
+                async move {
+                    let mut mine = 0;
+                    while !done.load(Ordering::Relaxed) {
+                        if world_lock {
+                            let guard = world.read().await;
+                            work();
+                            drop(guard);
+                        } else {
+                            work();
                         }
-                        polls.fetch_add(mine, Ordering::Relaxed);
-                    })
-                })
-                .collect();
-            let recorder = Recorder::new(&format!("pause/{id}"));
-            let started = Instant::now();
-            let workers = h.num_workers();
-            watched(&format!("pause/{}", id), || {
-                g.bench_function(&id, |b| {
-                    b.iter_custom(|iters| {
-                        let (world, recorder, h) = (world.clone(), recorder.clone(), h.clone());
-                        rt.block_on(async move {
-                            stop_machine::spawn_on(0, async move {
-                                let mut ops = Vec::new();
-                                let d = if world_lock {
-                                    // The pauser takes the world lock for writing: every task is out of its work.
-                                    time_each_async(iters * PAUSES, &mut ops, || async {
-                                        drop(world.write().await);
-                                    })
-                                    .await
-                                } else {
-                                    // stop_machine(noop, None): every worker is in its stopper.
-                                    time_each_async(iters * PAUSES, &mut ops, || async {
-                                        h.stop_machine(|_| (), None).await.expect("stop_machine");
-                                    })
-                                    .await
-                                };
-                                recorder.add(&ops);
-                                d
-                            })
-                            .await
-                            .expect("pausing task")
-                        })
-                    })
-                })
-            });
-            done.store(true, Ordering::Relaxed);
-            rt.block_on(async move {
-                for t in tasks {
-                    t.await.expect("working task");
+                        mine += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    polls.fetch_add(mine, Ordering::Relaxed);
                 }
             });
+            let recorder = g.recorder(&id);
+            let started = Instant::now();
+            let workers = h.num_workers();
+            g.bench(&id, |iters| {
+                let (world, recorder, h) = (world.clone(), recorder.clone(), h.clone());
+                on_worker0(&rt, async move {
+                    if world_lock {
+                        // The pauser takes the world lock for writing: every task is out of its work.
+                        let pause = || async {
+                            drop(world.write().await);
+                        };
+                        recorder.time_each_async(iters * PAUSES, pause).await
+                    } else {
+                        // stop_machine(noop, None): every worker is in its stopper.
+                        let pause = || async {
+                            h.stop_machine(|_| (), None).await.expect("stop_machine");
+                        };
+                        recorder.time_each_async(iters * PAUSES, pause).await
+                    }
+                })
+            });
+            tasks.end(&rt);
             let rate =
                 polls.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64() / workers as f64;
             note(&format!("task_polls_per_s_per_worker_{id}"), format!("{rate:.0}"));
@@ -457,20 +385,12 @@ fn pause(c: &mut Criterion) {
     g.finish();
 }
 
-/// The floors, measured first and again last: a difference between the two
-/// shows that something else ran on the machine meanwhile.
-fn floors(c: &mut Criterion, name: &str) {
-    let mut g = group(c, name, ROUND_TRIPS);
-    watched(name, || bench_floors(&mut g, ROUND_TRIPS));
-    g.finish();
-}
-
 fn floors_first(c: &mut Criterion) {
-    floors(c, "compare_floor");
+    floors(c, "compare_floor", SAMPLES);
 }
 
 fn floors_last(c: &mut Criterion) {
-    floors(c, "compare_floor_last");
+    floors(c, "compare_floor_last", SAMPLES);
 }
 
 /// Prints and saves the per-operation percentiles of the whole run.

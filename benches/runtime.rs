@@ -11,43 +11,23 @@
 
 mod common;
 
-use common::{bench_floors, pin_to};
-use criterion::{
-    BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
-};
+use common::{Group, floors, on_worker0, pin_to, runtime_of, timed, yield_until};
+use criterion::{Criterion, criterion_group, criterion_main};
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use stop_machine::Runtime;
 use tokio::sync::Notify;
 
+/// Samples per benchmark: keeps the whole run to a few minutes on two CPUs.
+const SAMPLES: usize = 30;
 /// Tasks spawned (and joined) per iteration of the spawn benchmarks.
 const SPAWNS: u64 = 1_000;
 /// `yield_now` calls per iteration of the yield benchmarks.
 const YIELDS: u64 = 1_000;
 /// Round trips per iteration of the cross-thread benchmarks.
 const ROUND_TRIPS: u64 = 100;
-
-/// The settings every group shares: keeps the whole run to a few minutes on
-/// two CPUs.
-fn group<'a>(c: &'a mut Criterion, name: &str, elements: u64) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(name);
-    g.sample_size(30)
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .throughput(Throughput::Elements(elements));
-    g
-}
-
-/// A pinned stop-machine runtime with `workers` workers (the default build).
-fn stop_machine(workers: usize) -> Runtime {
-    Runtime::builder()
-        .workers(workers)
-        .build()
-        .expect("stop-machine runtime")
-}
 
 fn tokio_current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -73,98 +53,67 @@ where
     rt.block_on(async { tokio::spawn(body).await.expect("bench task") })
 }
 
-/// Spawns `n` trivial tasks with `spawn`, then awaits every handle.
-async fn spawn_join_stop_machine(n: u64, spawn: impl Fn(u64) -> stop_machine::JoinHandle<u64>) {
-    let handles: Vec<_> = (0..n).map(|i| spawn(black_box(i))).collect();
-    for h in handles {
-        black_box(h.await.expect("spawned task"));
+/// `iters` times: spawns [`SPAWNS`] trivial tasks with `spawn`, then awaits
+/// every handle.
+async fn spawn_join_stop_machine(iters: u64, spawn: impl Fn(u64) -> stop_machine::JoinHandle<u64>) {
+    for _ in 0..iters {
+        let handles: Vec<_> = (0..SPAWNS).map(|i| spawn(black_box(i))).collect();
+        for h in handles {
+            black_box(h.await.expect("spawned task"));
+        }
     }
 }
 
-async fn spawn_join_tokio(n: u64) {
-    let handles: Vec<_> = (0..n)
-        .map(|i| tokio::spawn(async move { black_box(i) }))
-        .collect();
-    for h in handles {
-        black_box(h.await.expect("spawned task"));
+/// The same with `tokio::spawn`.
+async fn spawn_join_tokio(iters: u64) {
+    for _ in 0..iters {
+        let handles: Vec<_> = (0..SPAWNS)
+            .map(|i| tokio::spawn(async move { black_box(i) }))
+            .collect();
+        for h in handles {
+            black_box(h.await.expect("spawned task"));
+        }
     }
 }
 
 fn spawn_join(c: &mut Criterion) {
-    let mut g = group(c, "spawn_join", SPAWNS);
+    let mut g = Group::new(c, "spawn_join", SAMPLES, SPAWNS);
 
     // Per-task cost of spawn+join on one worker (allocation, queueing, join wake-up): the throughput target.
-    let sm1 = stop_machine(1);
-    g.bench_function("stop_machine_1w", |b| {
-        b.iter_custom(|iters| {
-            sm1.block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    spawn_join_stop_machine(SPAWNS, |i| stop_machine::spawn(async move { i })).await;
-                }
-                start.elapsed()
-            })
-        })
+    let sm1 = runtime_of(1);
+    g.bench("stop_machine_1w", |iters| {
+        sm1.block_on(timed(spawn_join_stop_machine(iters, |i| {
+            stop_machine::spawn(async move { i })
+        })))
     });
     drop(sm1);
 
-    let sm2 = stop_machine(2);
+    let sm2 = runtime_of(2);
     // Same on 2 workers: `spawn` stays on the caller's worker, so this shows what an idle sibling costs.
-    g.bench_function("stop_machine_2w", |b| {
-        b.iter_custom(|iters| {
-            sm2.block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    spawn_join_stop_machine(SPAWNS, |i| stop_machine::spawn(async move { i })).await;
-                }
-                start.elapsed()
-            })
-        })
+    g.bench("stop_machine_2w", |iters| {
+        sm2.block_on(timed(spawn_join_stop_machine(iters, |i| {
+            stop_machine::spawn(async move { i })
+        })))
     });
     // Spawns spread with `spawn_on(i % 2)`: half cross workers, as tokio's work stealing would make them.
-    g.bench_function("stop_machine_2w_spread", |b| {
-        b.iter_custom(|iters| {
-            sm2.block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    spawn_join_stop_machine(SPAWNS, |i| {
-                        stop_machine::spawn_on((i % 2) as usize, async move { i })
-                    })
-                    .await;
-                }
-                start.elapsed()
-            })
-        })
+    g.bench("stop_machine_2w_spread", |iters| {
+        sm2.block_on(timed(spawn_join_stop_machine(iters, |i| {
+            stop_machine::spawn_on((i % 2) as usize, async move { i })
+        })))
     });
     drop(sm2);
 
     // Baseline of the throughput target: tokio's single-threaded scheduler, spawning from a task.
     let ct = tokio_current_thread();
-    g.bench_function("tokio_current_thread", |b| {
-        b.iter_custom(|iters| {
-            tokio_task(&ct, async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    spawn_join_tokio(SPAWNS).await;
-                }
-                start.elapsed()
-            })
-        })
+    g.bench("tokio_current_thread", |iters| {
+        tokio_task(&ct, timed(spawn_join_tokio(iters)))
     });
     drop(ct);
 
     // tokio's work-stealing scheduler with 2 workers, the common default, spawning from a task.
     let mt = tokio_multi_thread();
-    g.bench_function("tokio_multi_thread", |b| {
-        b.iter_custom(|iters| {
-            tokio_task(&mt, async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    spawn_join_tokio(SPAWNS).await;
-                }
-                start.elapsed()
-            })
-        })
+    g.bench("tokio_multi_thread", |iters| {
+        tokio_task(&mt, timed(spawn_join_tokio(iters)))
     });
     drop(mt);
     g.finish();
@@ -178,44 +127,26 @@ async fn yield_loop(n: u64) {
 }
 
 fn yield_ping_pong(c: &mut Criterion) {
-    let mut g = group(c, "yield", YIELDS);
+    let mut g = Group::new(c, "yield", SAMPLES, YIELDS);
 
     // One scheduler round per yield (re-queue, stopper check, driver turn, re-poll): the throughput target.
-    let sm1 = stop_machine(1);
-    g.bench_function("stop_machine_1w", |b| {
-        b.iter_custom(|iters| {
-            sm1.block_on(async move {
-                let start = Instant::now();
-                yield_loop(iters * YIELDS).await;
-                start.elapsed()
-            })
-        })
+    let sm1 = runtime_of(1);
+    g.bench("stop_machine_1w", |iters| {
+        sm1.block_on(timed(yield_loop(iters * YIELDS)))
     });
     drop(sm1);
 
     // Baseline of the throughput target: the same yield loop on tokio's single-threaded scheduler.
     let ct = tokio_current_thread();
-    g.bench_function("tokio_current_thread", |b| {
-        b.iter_custom(|iters| {
-            tokio_task(&ct, async move {
-                let start = Instant::now();
-                yield_loop(iters * YIELDS).await;
-                start.elapsed()
-            })
-        })
+    g.bench("tokio_current_thread", |iters| {
+        tokio_task(&ct, timed(yield_loop(iters * YIELDS)))
     });
     drop(ct);
 
     // The same yield loop on tokio's work-stealing scheduler (its other worker idles).
     let mt = tokio_multi_thread();
-    g.bench_function("tokio_multi_thread", |b| {
-        b.iter_custom(|iters| {
-            tokio_task(&mt, async move {
-                let start = Instant::now();
-                yield_loop(iters * YIELDS).await;
-                start.elapsed()
-            })
-        })
+    g.bench("tokio_multi_thread", |iters| {
+        tokio_task(&mt, timed(yield_loop(iters * YIELDS)))
     });
     drop(mt);
     g.finish();
@@ -245,64 +176,58 @@ async fn ping(ping: Arc<Notify>, pong: Arc<Notify>, n: u64) -> Duration {
 }
 
 fn cross_worker_wake(c: &mut Criterion) {
-    let mut g = group(c, "cross_worker_wake", ROUND_TRIPS);
+    let mut g = Group::new(c, "cross_worker_wake", SAMPLES, ROUND_TRIPS);
 
     // Notify ping-pong between tasks on workers 0 and 1: two cross-worker wake-ups, any message's path.
-    let sm2 = stop_machine(2);
-    g.bench_function("stop_machine_2w", |b| {
-        b.iter_custom(|iters| {
-            sm2.block_on(async move {
-                let (p, q) = notify_pair();
-                let n = iters * ROUND_TRIPS;
-                let server = stop_machine::spawn_on(1, serve(p.clone(), q.clone(), n));
-                let d = stop_machine::spawn_on(0, ping(p, q, n)).await.expect("ping");
-                server.await.expect("serve");
-                d
-            })
+    let sm2 = runtime_of(2);
+    g.bench("stop_machine_2w", |iters| {
+        sm2.block_on(async move {
+            let (p, q) = notify_pair();
+            let n = iters * ROUND_TRIPS;
+            let server = stop_machine::spawn_on(1, serve(p.clone(), q.clone(), n));
+            let d = stop_machine::spawn_on(0, ping(p, q, n)).await.expect("ping");
+            server.await.expect("serve");
+            d
         })
     });
     drop(sm2);
 
     // The same between two tokio current_thread runtimes on threads pinned to CPUs 0 and 1: tokio's cost.
     let (ct0, ct1) = (tokio_current_thread(), tokio_current_thread());
-    g.bench_function("tokio_current_thread_x2", |b| {
-        b.iter_custom(|iters| {
-            let (p, q) = notify_pair();
-            let n = iters * ROUND_TRIPS;
-            std::thread::scope(|s| {
-                let (p1, q1) = (p.clone(), q.clone());
-                let ct1 = &ct1;
-                let server = s.spawn(move || {
-                    pin_to(1);
-                    ct1.block_on(serve(p1, q1, n))
-                });
-                let ct0 = &ct0;
-                let d = s
-                    .spawn(move || {
-                        pin_to(0);
-                        ct0.block_on(ping(p, q, n))
-                    })
-                    .join()
-                    .expect("ping thread");
-                server.join().expect("serve thread");
-                d
-            })
+    g.bench("tokio_current_thread_x2", |iters| {
+        let (p, q) = notify_pair();
+        let n = iters * ROUND_TRIPS;
+        std::thread::scope(|s| {
+            let (p1, q1) = (p.clone(), q.clone());
+            let ct1 = &ct1;
+            let server = s.spawn(move || {
+                pin_to(1);
+                ct1.block_on(serve(p1, q1, n))
+            });
+            let ct0 = &ct0;
+            let d = s
+                .spawn(move || {
+                    pin_to(0);
+                    ct0.block_on(ping(p, q, n))
+                })
+                .join()
+                .expect("ping thread");
+            server.join().expect("serve thread");
+            d
         })
     });
     drop((ct0, ct1));
 
     // The same on tokio's work-stealing pool; the LIFO slot may keep both tasks on one thread (no wake-up).
     let mt = tokio_multi_thread();
-    g.bench_function("tokio_multi_thread", |b| {
-        b.iter_custom(|iters| {
-            tokio_task(&mt, async move {
-                let (p, q) = notify_pair();
-                let n = iters * ROUND_TRIPS;
-                let server = tokio::spawn(serve(p.clone(), q.clone(), n));
-                let d = tokio::spawn(ping(p, q, n)).await.expect("ping");
-                server.await.expect("serve");
-                d
-            })
+    g.bench("tokio_multi_thread", |iters| {
+        tokio_task(&mt, async move {
+            let (p, q) = notify_pair();
+            let n = iters * ROUND_TRIPS;
+            let server = tokio::spawn(serve(p.clone(), q.clone(), n));
+            let d = tokio::spawn(ping(p, q, n)).await.expect("ping");
+            server.await.expect("serve");
+            d
         })
     });
     drop(mt);
@@ -310,72 +235,50 @@ fn cross_worker_wake(c: &mut Criterion) {
 }
 
 fn stop_one_cpu(c: &mut Criterion) {
-    let mut g = group(c, "stop_one_cpu", ROUND_TRIPS);
-    let sm2 = stop_machine(2);
+    let mut g = Group::new(c, "stop_one_cpu", SAMPLES, ROUND_TRIPS);
+    let sm2 = runtime_of(2);
 
     // stop_one_cpu from worker 0 to an idle worker 1: queue, wake it from its driver, run, wake the caller.
-    g.bench_function("task_to_idle_worker", |b| {
-        b.iter_custom(|iters| {
-            sm2.block_on(async move {
-                stop_machine::spawn_on(0, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters * ROUND_TRIPS {
-                        stop_machine::stop_one_cpu(1, || ()).await.expect("stop_one_cpu");
-                    }
-                    start.elapsed()
-                })
-                .await
-                .expect("stopping task")
-            })
-        })
+    g.bench("task_to_idle_worker", |iters| {
+        on_worker0(&sm2, timed(stops_of_worker_1(iters * ROUND_TRIPS)))
     });
 
     // The same while worker 1 runs a `yield_now` loop: the stop must cut in at its next poll boundary.
-    g.bench_function("task_to_busy_worker", |b| {
-        b.iter_custom(|iters| {
-            sm2.block_on(async move {
-                let done = Arc::new(AtomicBool::new(false));
-                let flag = done.clone();
-                let busy = stop_machine::spawn_on(1, async move {
-                    while !flag.load(Ordering::Relaxed) {
-                        tokio::task::yield_now().await;
-                    }
-                });
-                let d = stop_machine::spawn_on(0, async move {
-                    let start = Instant::now();
-                    for _ in 0..iters * ROUND_TRIPS {
-                        stop_machine::stop_one_cpu(1, || ()).await.expect("stop_one_cpu");
-                    }
-                    start.elapsed()
-                })
+    g.bench("task_to_busy_worker", |iters| {
+        sm2.block_on(async move {
+            let done = Arc::new(AtomicBool::new(false));
+            let busy = stop_machine::spawn_on(1, yield_until(done.clone()));
+            let d = stop_machine::spawn_on(0, timed(stops_of_worker_1(iters * ROUND_TRIPS)))
                 .await
                 .expect("stopping task");
-                done.store(true, Ordering::Relaxed);
-                busy.await.expect("busy task");
-                d
-            })
+            done.store(true, Ordering::Relaxed);
+            busy.await.expect("busy task");
+            d
         })
     });
 
     // From a plain thread via `futures::executor::block_on` to idle worker 1: the non-async caller's path.
     let handle = sm2.handle().clone();
-    g.bench_function("thread_to_idle_worker", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters * ROUND_TRIPS {
-                futures::executor::block_on(handle.stop_one_cpu(1, || ())).expect("stop_one_cpu");
-            }
-            start.elapsed()
-        })
+    g.bench("thread_to_idle_worker", |iters| {
+        let start = Instant::now();
+        for _ in 0..iters * ROUND_TRIPS {
+            futures::executor::block_on(handle.stop_one_cpu(1, || ())).expect("stop_one_cpu");
+        }
+        start.elapsed()
     });
     drop(sm2);
     g.finish();
 }
 
-fn floors(c: &mut Criterion) {
-    let mut g = group(c, "floor", ROUND_TRIPS);
-    bench_floors(&mut g, ROUND_TRIPS);
-    g.finish();
+/// `n` no-op `stop_one_cpu`s of worker 1, one after the other.
+async fn stops_of_worker_1(n: u64) {
+    for _ in 0..n {
+        stop_machine::stop_one_cpu(1, || ()).await.expect("stop_one_cpu");
+    }
+}
+
+fn floor(c: &mut Criterion) {
+    floors(c, "floor", SAMPLES);
 }
 
 criterion_group!(
@@ -384,6 +287,6 @@ criterion_group!(
     yield_ping_pong,
     cross_worker_wake,
     stop_one_cpu,
-    floors
+    floor
 );
 criterion_main!(benches);

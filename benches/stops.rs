@@ -15,10 +15,8 @@
 
 mod common;
 
-use common::{Recorder, bench_floors, note, time_each, time_each_async, watched, write_report};
-use criterion::{
-    BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
-};
+use common::{Background, Group, floors, note, on_worker0, runtime, runtime_of, write_report, yield_until};
+use criterion::{Criterion, criterion_group, criterion_main};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,25 +26,15 @@ use stop_machine::{CpuMask, Handle, JoinHandle, Runtime, StopError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
+/// Samples per benchmark: keeps the whole run under four minutes on two
+/// CPUs.
+const SAMPLES: usize = 25;
 /// Stops per iteration of the stop benchmarks.
 const STOPS: u64 = 10;
-/// Round trips per iteration of the floors.
-const ROUND_TRIPS: u64 = 100;
 /// TCP echo connections of the network load.
 const CLIENTS: usize = 4;
 /// Bytes per echo message.
 const MESSAGE: usize = 64;
-
-/// The settings every group shares: keeps the whole run under four minutes
-/// on two CPUs.
-fn group<'a>(c: &'a mut Criterion, name: &str, elements: u64) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(name);
-    g.sample_size(25)
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .throughput(Throughput::Elements(elements));
-    g
-}
 
 /// The stop function of every benchmark: the stop's own cost is the figure.
 fn noop(_: usize) {}
@@ -76,10 +64,7 @@ impl Load {
 /// A load running on a runtime, until [`Running::end`].
 enum Running {
     Idle,
-    Busy {
-        done: Arc<AtomicBool>,
-        tasks: Vec<JoinHandle<()>>,
-    },
+    Busy(Background),
     Tcp(TcpLoad),
 }
 
@@ -88,20 +73,7 @@ impl Running {
         let h = rt.handle();
         match load {
             Load::Idle => Running::Idle,
-            Load::Busy => {
-                let done = Arc::new(AtomicBool::new(false));
-                let tasks = (0..h.num_workers())
-                    .map(|w| {
-                        let done = done.clone();
-                        h.spawn_on(w, async move {
-                            while !done.load(Ordering::Relaxed) {
-                                tokio::task::yield_now().await;
-                            }
-                        })
-                    })
-                    .collect();
-                Running::Busy { done, tasks }
-            }
+            Load::Busy => Running::Busy(Background::start(h, 0..h.num_workers(), yield_until)),
             Load::Tcp => Running::Tcp(TcpLoad::start(h)),
         }
     }
@@ -110,14 +82,7 @@ impl Running {
     fn end(self, rt: &Runtime, label: &str) {
         match self {
             Running::Idle => {}
-            Running::Busy { done, tasks } => {
-                done.store(true, Ordering::Relaxed);
-                rt.block_on(async move {
-                    for t in tasks {
-                        t.await.expect("busy task");
-                    }
-                });
-            }
+            Running::Busy(tasks) => tasks.end(rt),
             Running::Tcp(tcp) => tcp.end(rt, label),
         }
     }
@@ -250,61 +215,35 @@ async fn client(addr: SocketAddr, done: Arc<AtomicBool>, round_trips: Arc<Atomic
 }
 
 /// Benchmarks `op` (one stop) from a task on worker 0, timing each stop.
-fn from_task<F, Fut, R>(g: &mut BenchmarkGroup<'_, WallTime>, group: &str, rt: &Runtime, id: &str, op: F)
+fn from_task<F, Fut, R>(g: &mut Group<'_>, rt: &Runtime, id: &str, op: F)
 where
     F: Fn(&Handle) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, StopError>> + Send,
     R: Send,
 {
-    let full_id = format!("{group}/{id}");
-    let recorder = Recorder::new(&full_id);
-    watched(&full_id, || {
-        g.bench_function(id, |b| {
-            b.iter_custom(|iters| {
-                let (op, recorder, h) = (op.clone(), recorder.clone(), rt.handle().clone());
-                rt.block_on(async move {
-                    stop_machine::spawn_on(0, async move {
-                        let mut ops = Vec::new();
-                        let d = time_each_async(iters * STOPS, &mut ops, || {
-                            let stop = op(&h);
-                            async move {
-                                stop.await.expect("stop");
-                            }
-                        })
-                        .await;
-                        recorder.add(&ops);
-                        d
-                    })
-                    .await
-                    .expect("stopping task")
-                })
-            })
+    let recorder = g.recorder(id);
+    g.bench(id, |iters| {
+        let (op, recorder, h) = (op.clone(), recorder.clone(), rt.handle().clone());
+        on_worker0(rt, async move {
+            let one_stop = || {
+                let stop = op(&h);
+                async move {
+                    stop.await.expect("stop");
+                }
+            };
+            recorder.time_each_async(iters * STOPS, one_stop).await
         })
     });
 }
 
 /// Benchmarks `op` (one stop, blocking) from the benchmark's own thread, an
 /// outside thread of the runtime, timing each stop.
-fn from_thread<R>(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    group: &str,
-    rt: &Runtime,
-    id: &str,
-    op: impl Fn(&Handle) -> Result<R, StopError>,
-) {
-    let full_id = format!("{group}/{id}");
-    let recorder = Recorder::new(&full_id);
+fn from_thread<R>(g: &mut Group<'_>, rt: &Runtime, id: &str, op: impl Fn(&Handle) -> Result<R, StopError>) {
+    let recorder = g.recorder(id);
     let h = rt.handle();
-    watched(&full_id, || {
-        g.bench_function(id, |b| {
-            b.iter_custom(|iters| {
-                let mut ops = Vec::new();
-                let d = time_each(iters * STOPS, &mut ops, || {
-                    op(h).expect("stop");
-                });
-                recorder.add(&ops);
-                d
-            })
+    g.bench(id, |iters| {
+        recorder.time_each(iters * STOPS, || {
+            op(h).expect("stop");
         })
     });
 }
@@ -312,8 +251,7 @@ fn from_thread<R>(
 /// Every stop benchmark on one runtime of `workers` workers, under each load
 /// in turn; the group is `stops_<label>`.
 fn stops_with(c: &mut Criterion, label: &str, rt: &Runtime) {
-    let name = format!("stops_{label}");
-    let mut g = group(c, &name, STOPS);
+    let mut g = Group::new(c, &format!("stops_{label}"), SAMPLES, STOPS);
     let workers = rt.handle().num_workers();
     note(&format!("workers_{label}"), workers);
     for load in [Load::Idle, Load::Busy, Load::Tcp] {
@@ -321,29 +259,25 @@ fn stops_with(c: &mut Criterion, label: &str, rt: &Runtime) {
         let running = Running::start(load, rt);
 
         // stop_machine(noop, None) from a task on worker 0: the function runs there, idle workers are claimed unwoken.
-        from_task(&mut g, &name, rt, &format!("stop_machine_{l}_task"), |h| {
+        from_task(&mut g, rt, &format!("stop_machine_{l}_task"), |h| {
             h.stop_machine(noop, None)
         });
         // The same from an outside thread with futures::executor::block_on: worker 0 runs it and must be reached.
-        from_thread(&mut g, &name, rt, &format!("stop_machine_{l}_thread"), |h| {
+        from_thread(&mut g, rt, &format!("stop_machine_{l}_thread"), |h| {
             futures::executor::block_on(h.stop_machine(noop, None))
         });
         // stop_machine_blocking from the same outside thread: the non-async caller's API.
-        from_thread(
-            &mut g,
-            &name,
-            rt,
-            &format!("stop_machine_blocking_{l}_thread"),
-            |h| h.stop_machine_blocking(noop, None),
-        );
+        from_thread(&mut g, rt, &format!("stop_machine_blocking_{l}_thread"), |h| {
+            h.stop_machine_blocking(noop, None)
+        });
         if load != Load::Tcp {
             // stop_cpus(all, noop) from a task on worker 0: every worker runs the function, idle ones are woken.
             let all = CpuMask::full(workers);
-            from_task(&mut g, &name, rt, &format!("stop_cpus_{l}_task"), move |h| {
+            from_task(&mut g, rt, &format!("stop_cpus_{l}_task"), move |h| {
                 h.stop_cpus(&all, noop)
             });
             // stop_two_cpus(0, 1, noop) from a task on worker 0: not serialized, no idle claim; worker 1 is woken.
-            from_task(&mut g, &name, rt, &format!("stop_two_cpus_{l}_task"), |h| {
+            from_task(&mut g, rt, &format!("stop_two_cpus_{l}_task"), |h| {
                 h.stop_two_cpus(0, 1, || ())
             });
         }
@@ -354,35 +288,24 @@ fn stops_with(c: &mut Criterion, label: &str, rt: &Runtime) {
 
 fn stops(c: &mut Criterion) {
     // The default build: one pinned worker per allowed CPU.
-    let rt = Runtime::builder().build().expect("stop-machine runtime");
+    let rt = runtime();
     let cpus = rt.handle().num_workers();
     note("cpus", cpus);
     stops_with(c, "cpus", &rt);
     drop(rt);
 
     // Twice as many workers as CPUs, pinned round-robin: workers share CPUs, and a stop needs them all.
-    let rt = Runtime::builder()
-        .workers(2 * cpus)
-        .build()
-        .expect("stop-machine runtime");
+    let rt = runtime_of(2 * cpus);
     stops_with(c, "2xcpus", &rt);
     drop(rt);
 }
 
-/// The floors, measured first and again last: a difference between the two
-/// shows that something else ran on the machine meanwhile.
-fn floors(c: &mut Criterion, name: &str) {
-    let mut g = group(c, name, ROUND_TRIPS);
-    watched(name, || bench_floors(&mut g, ROUND_TRIPS));
-    g.finish();
-}
-
 fn floors_first(c: &mut Criterion) {
-    floors(c, "stops_floor");
+    floors(c, "stops_floor", SAMPLES);
 }
 
 fn floors_last(c: &mut Criterion) {
-    floors(c, "stops_floor_last");
+    floors(c, "stops_floor_last", SAMPLES);
 }
 
 /// Prints and saves the per-stop percentiles of the whole run.

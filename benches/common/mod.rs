@@ -1,18 +1,140 @@
-//! What the benchmark binaries share: the machine's two physical floors
-//! (measured in every run that quotes them, so that figures are compared
-//! within one run) and a recorder of per-operation latencies, for the
-//! percentiles that criterion's per-sample means cannot give.
+//! What the benchmark binaries share: their groups' settings and the
+//! frame of a measurement (timing, a task on worker 0, tasks loading the
+//! workers meanwhile), the machine's two physical floors (measured in every
+//! run that quotes them, so that figures are compared within one run) and a
+//! recorder of per-operation latencies, for the percentiles that
+//! criterion's per-sample means cannot give.
 //!
 //! Each binary uses a subset of it.
 #![allow(dead_code)]
 
-use criterion::{BenchmarkGroup, measurement::WallTime};
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
+use stop_machine::{Handle, JoinHandle, Runtime};
+
+/// A criterion group with the settings every group of a binary shares
+/// (they keep a whole run to a few minutes on two CPUs), which knows its
+/// name for the ids of what it records.
+pub struct Group<'a> {
+    inner: BenchmarkGroup<'a, WallTime>,
+    name: String,
+}
+
+impl<'a> Group<'a> {
+    /// Group `name`: `samples` samples, measured for 2 s after 0.5 s of
+    /// warm-up, each iteration `elements` operations (criterion reports the
+    /// time of one).
+    pub fn new(c: &'a mut Criterion, name: &str, samples: usize, elements: u64) -> Group<'a> {
+        let mut inner = c.benchmark_group(name);
+        inner
+            .sample_size(samples)
+            .measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(500))
+            .throughput(Throughput::Elements(elements));
+        Group {
+            inner,
+            name: name.to_owned(),
+        }
+    }
+
+    /// The recorder of benchmark `id` of this group.
+    pub fn recorder(&self, id: &str) -> Recorder {
+        Recorder::new(&format!("{}/{id}", self.name))
+    }
+
+    /// Benchmarks `routine`, criterion's `iter_custom` routine (it runs the
+    /// iterations it is given and returns the time they took), as `id`;
+    /// notes the CPU time other processes used meanwhile as
+    /// `foreign_cpu/<group>/<id>`.
+    pub fn bench(&mut self, id: &str, mut routine: impl FnMut(u64) -> Duration) {
+        watched(&format!("{}/{id}", self.name), || {
+            self.inner.bench_function(id, |b| b.iter_custom(&mut routine));
+        });
+    }
+
+    pub fn finish(self) {
+        self.inner.finish();
+    }
+}
+
+/// A stop-machine runtime of the default build: one pinned worker per
+/// allowed CPU.
+pub fn runtime() -> Runtime {
+    Runtime::builder().build().expect("stop-machine runtime")
+}
+
+/// A stop-machine runtime of `workers` pinned workers.
+pub fn runtime_of(workers: usize) -> Runtime {
+    Runtime::builder()
+        .workers(workers)
+        .build()
+        .expect("stop-machine runtime")
+}
+
+/// How long `fut` takes to complete.
+pub async fn timed(fut: impl Future) -> Duration {
+    let start = Instant::now();
+    fut.await;
+    start.elapsed()
+}
+
+/// Runs `fut` as a task on worker 0 of `rt`, from a task that `block_on`
+/// runs, and returns its output.
+pub fn on_worker0<T: Send + 'static>(rt: &Runtime, fut: impl Future<Output = T> + Send + 'static) -> T {
+    rt.block_on(async move { stop_machine::spawn_on(0, fut).await.expect("task on worker 0") })
+}
+
+/// `yield_now` in a loop until `done`: a task that keeps its worker busy,
+/// always about to yield.
+pub async fn yield_until(done: Arc<AtomicBool>) {
+    while !done.load(Ordering::Relaxed) {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Tasks that keep workers busy while a benchmark runs, until
+/// [`Background::end`].
+pub struct Background {
+    done: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Spawns `task(done)` on each worker of `workers` (a worker named `k`
+    /// times gets `k` tasks); each task must return soon after `done` is
+    /// set.
+    pub fn start<Fut>(
+        h: &Handle,
+        workers: impl IntoIterator<Item = usize>,
+        mut task: impl FnMut(Arc<AtomicBool>) -> Fut,
+    ) -> Background
+    where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let done = Arc::new(AtomicBool::new(false));
+        let tasks = workers
+            .into_iter()
+            .map(|w| h.spawn_on(w, task(done.clone())))
+            .collect();
+        Background { done, tasks }
+    }
+
+    /// Sets `done` and waits for every task.
+    pub fn end(self, rt: &Runtime) {
+        self.done.store(true, Ordering::Relaxed);
+        let tasks = self.tasks;
+        rt.block_on(async move {
+            for t in tasks {
+                t.await.expect("background task");
+            }
+        });
+    }
+}
 
 /// Pins the calling thread to `cpu`; silently does nothing where that CPU is
 /// not allowed (the floors are then unpinned).
@@ -120,9 +242,22 @@ pub fn park_unpark_round_trips(n: u64) -> Duration {
     )
 }
 
+/// Round trips per iteration of the floors.
+pub const FLOOR_ROUND_TRIPS: u64 = 100;
+
+/// The two floors as group `name` of `samples` samples; notes the CPU time
+/// other processes used meanwhile as `foreign_cpu/<name>`. Measured first
+/// and again last in a run, a difference between the two shows that
+/// something else ran on the machine meanwhile.
+pub fn floors(c: &mut Criterion, name: &str, samples: usize) {
+    let mut g = Group::new(c, name, samples, FLOOR_ROUND_TRIPS);
+    watched(name, || bench_floors(&mut g.inner, FLOOR_ROUND_TRIPS));
+    g.finish();
+}
+
 /// Adds the two floors to `g` (whose throughput is `round_trips` elements),
 /// `round_trips` round trips per iteration.
-pub fn bench_floors(g: &mut BenchmarkGroup<'_, WallTime>, round_trips: u64) {
+fn bench_floors(g: &mut BenchmarkGroup<'_, WallTime>, round_trips: u64) {
     // Two spinning threads on CPUs 0 and 1 bouncing one cache line: the fastest cross-CPU round trip.
     g.bench_function("cache_line_round_trip", |b| {
         b.iter_custom(|iters| cache_line_round_trips(iters * round_trips))
@@ -244,11 +379,32 @@ impl Recorder {
             .or_default()
             .extend_from_slice(ops);
     }
+
+    /// Times each of `n` calls of `op` and adds them; returns the time of
+    /// all `n`.
+    pub fn time_each(&self, n: u64, op: impl FnMut()) -> Duration {
+        let mut ops = Vec::new();
+        let d = time_each(n, &mut ops, op);
+        self.add(&ops);
+        d
+    }
+
+    /// [`Recorder::time_each`] for an asynchronous operation.
+    pub async fn time_each_async<F, Fut>(&self, n: u64, op: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut ops = Vec::new();
+        let d = time_each_async(n, &mut ops, op).await;
+        self.add(&ops);
+        d
+    }
 }
 
 /// Times each of `n` calls of `op` into `ops` (nanoseconds); returns the
 /// time of all `n`.
-pub fn time_each(n: u64, ops: &mut Vec<u64>, mut op: impl FnMut()) -> Duration {
+fn time_each(n: u64, ops: &mut Vec<u64>, mut op: impl FnMut()) -> Duration {
     ops.reserve(n as usize);
     let start = Instant::now();
     for _ in 0..n {
@@ -260,7 +416,7 @@ pub fn time_each(n: u64, ops: &mut Vec<u64>, mut op: impl FnMut()) -> Duration {
 }
 
 /// [`time_each`] for an asynchronous operation.
-pub async fn time_each_async<F, Fut>(n: u64, ops: &mut Vec<u64>, mut op: F) -> Duration
+async fn time_each_async<F, Fut>(n: u64, ops: &mut Vec<u64>, mut op: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
