@@ -126,7 +126,7 @@ impl Latency {
         // value recorded (up to `MAX_NS`), instead of holding the whole
         // hour's range from the start.
         Latency {
-            hist: Histogram::new(3).expect("3 significant digits is valid"),
+            hist: Histogram::new(3).expect("invariant: 3 significant digits is valid"),
         }
     }
 

@@ -4,11 +4,9 @@ use crate::cpumask::CpuMask;
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
 use crate::stats::StopKind;
-use crate::stop::deadline::deadline;
 use crate::stop::plan::{self, Plan, Request};
 use std::future::Future;
 use std::panic::Location;
-use std::time::Instant;
 
 impl Handle {
     /// Stops every online worker pinned to the same physical core as
@@ -95,13 +93,7 @@ impl Handle {
     {
         let handle = self.clone();
         async move {
-            let now = Instant::now();
-            let request = Request {
-                kind,
-                caller,
-                at: now,
-                deadline: deadline(now, handle.shared.config.stop_timeout),
-            };
+            let request = Request::new(kind, caller, handle.shared.config.stop_timeout);
             handle.check()?;
             let mask = mask?;
             if mask.is_empty() {

@@ -121,12 +121,7 @@ impl Handle {
         async move {
             handle.check()?;
             plan::validate(&handle.shared, &mask)?;
-            let request = Request {
-                kind: StopKind::Cpus,
-                caller,
-                at: Instant::now(),
-                deadline: None,
-            };
+            let request = Request::new(StopKind::Cpus, caller, None);
             let guard = match wait {
                 true => plan::lock(&handle.shared, &request).await?,
                 false => handle.shared.stop_lock.try_lock().ok_or(StopError::Busy)?,

@@ -6,12 +6,11 @@ use crate::error::StopError;
 use crate::runtime::handle::Handle;
 use crate::runtime::service::block_on_servicing;
 use crate::stats::StopKind;
-use crate::stop::deadline::deadline;
 use crate::stop::plan::{self, Plan, Request};
 use crate::sync::Mutex;
 use std::future::Future;
 use std::panic::Location;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl Handle {
     /// Stops every online worker and runs `f` on the active ones while all
@@ -118,12 +117,7 @@ impl Handle {
         let active = active.cloned();
         let here = self.current_index();
         async move {
-            let request = Request {
-                kind: StopKind::Machine,
-                caller,
-                at: Instant::now(),
-                deadline: deadline(Instant::now(), timeout),
-            };
+            let request = Request::new(StopKind::Machine, caller, timeout);
             handle.check()?;
             if let Some(mask) = &active {
                 plan::validate(&handle.shared, mask)?;
@@ -220,13 +214,7 @@ impl Handle {
         let caller = Location::caller();
         let handle = self.clone();
         async move {
-            let now = Instant::now();
-            let request = Request {
-                kind: StopKind::Two,
-                caller,
-                at: now,
-                deadline: deadline(now, handle.shared.config.stop_timeout),
-            };
+            let request = Request::new(StopKind::Two, caller, handle.shared.config.stop_timeout);
             handle.check()?;
             handle.worker(a)?;
             handle.worker(b)?;

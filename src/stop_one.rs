@@ -59,12 +59,7 @@ impl Handle {
         async move {
             handle.check()?;
             let target = handle.worker(worker)?;
-            let request = Request {
-                kind: StopKind::One,
-                caller,
-                at: Instant::now(),
-                deadline: None,
-            };
+            let request = Request::new(StopKind::One, caller, None);
             let done = Arc::new(Completion::new(1));
             let slot: Slot<R> = Arc::new(Mutex::new(None));
             let work = {
@@ -116,12 +111,7 @@ impl Handle {
         let Ok(target) = self.worker(worker) else {
             return false;
         };
-        let request = Request {
-            kind: StopKind::Nowait,
-            caller: Location::caller(),
-            at: Instant::now(),
-            deadline: None,
-        };
+        let request = Request::new(StopKind::Nowait, Location::caller(), None);
         let shared = self.shared.clone();
         let work = StopWork::new(request.kind, request.caller, move |go: Go| {
             if go.is_err() {

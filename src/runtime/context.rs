@@ -37,10 +37,10 @@ pub(crate) fn set(local: Option<Rc<LocalWorker>>) {
 /// call back in here) never conflicts.
 pub(crate) fn with<R>(f: impl FnOnce(Option<&LocalWorker>) -> R) -> R {
     let mut f = Some(f);
-    match CURRENT.try_with(|c| (f.take().expect("called once"))(c.borrow().as_deref())) {
+    match CURRENT.try_with(|c| (f.take().expect("invariant: called once"))(c.borrow().as_deref())) {
         Ok(r) => r,
         // The thread-local is gone (thread exit): not a worker any more.
-        Err(_) => (f.take().expect("not called yet"))(None),
+        Err(_) => (f.take().expect("invariant: not called yet"))(None),
     }
 }
 

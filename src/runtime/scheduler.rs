@@ -95,7 +95,7 @@ impl Future for WorkerLoop {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.worker.begin_tick(cx.waker());
         context::with(|local| {
-            let local = local.expect("scheduler loop off its worker thread");
+            let local = local.expect("invariant: the scheduler loop runs on its worker thread");
             local.in_tick.set(true);
             let out = self.tick(local, cx);
             local.in_tick.set(false);

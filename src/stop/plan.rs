@@ -15,7 +15,7 @@ use crate::stats::{Measured, StopKind};
 use crate::sync::{Arc, MutexGuard};
 use std::panic::Location;
 use std::pin::pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Who asked for a stop, when, and until when it may take to stop.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +27,23 @@ pub(crate) struct Request {
     pub(crate) at: Instant,
     /// When the whole call gives up, lock wait included.
     pub(crate) deadline: Option<Instant>,
+}
+
+impl Request {
+    /// A request made now, bounded by `timeout` when there is one.
+    pub(crate) fn new(
+        kind: StopKind,
+        caller: &'static Location<'static>,
+        timeout: Option<Duration>,
+    ) -> Request {
+        let at = Instant::now();
+        Request {
+            kind,
+            caller,
+            at,
+            deadline: super::deadline::deadline(at, timeout),
+        }
+    }
 }
 
 /// What a multi-worker stop is asked to do.

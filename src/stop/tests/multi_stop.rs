@@ -157,3 +157,51 @@ fn model_multi_stop_three_workers_all_active() {
 fn model_multi_stop_three_workers_abandon() {
     model(2, || run(3, CpuMask::of(1), true));
 }
+
+/// A participant's work is refused (its worker shut down or died between
+/// the online check and the queueing) while another participant's work has
+/// already started and waits in `None`: the stop is abandoned with the
+/// refusal's error, the early participant leaves without running `f`, and
+/// the coordinator's wait ends. `start` after the abandonment publishes
+/// nothing but still wakes the early one.
+#[test]
+fn model_multi_stop_cancelled_participant() {
+    model(3, || {
+        let done = Arc::new(Completion::new(2));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let ms = Arc::new(MultiStop::new(
+            move |_| {
+                r.fetch_add(1, Ordering::Relaxed);
+            },
+            CpuMask::from(0..2),
+            None,
+            done.clone(),
+        ));
+        let early = {
+            let (ms, done) = (ms.clone(), done.clone());
+            thread::spawn(move || {
+                ms.participate(0);
+                done.signal();
+            })
+        };
+        let refused = {
+            let (ms, done) = (ms.clone(), done.clone());
+            thread::spawn(move || {
+                ms.cancelled(crate::error::StopError::Shutdown);
+                done.signal();
+            })
+        };
+        refused.join().unwrap();
+        ms.start(1, vec![early.thread().clone()]);
+        crate::sync::model::block_on(done.wait());
+        early.join().unwrap();
+        assert_eq!(ms.state(), State::Abandoned);
+        assert_eq!(ms.cancellation(), Some(crate::error::StopError::Shutdown));
+        assert_eq!(
+            ran.load(Ordering::Relaxed),
+            0,
+            "f ran in a stop missing a participant"
+        );
+    });
+}
