@@ -300,3 +300,31 @@ fn handle_current_outside_a_runtime() {
     assert!(Handle::try_current().is_err());
     assert_eq!(stop_machine::current_worker(), None);
 }
+
+#[test]
+fn block_on_borrows_locals_even_when_the_future_panics() {
+    watchdog("block_on_borrows", || {
+        let rt = runtime(2);
+        let mut log = vec![String::from("start")];
+        let total: usize = rt.block_on(async {
+            let a = stop_machine::spawn_on(1, async { 20 }).await.unwrap();
+            log.push(format!("got {a}"));
+            a + log.len()
+        });
+        assert_eq!(total, 22);
+        assert_eq!(log, ["start", "got 20"]);
+        // A panic inside is resumed here, after the future (and its borrow)
+        // has been dropped on the worker.
+        let counter = std::sync::atomic::AtomicUsize::new(0);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(async {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                panic!("inside block_on");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(counter.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The runtime goes on.
+        assert_eq!(rt.block_on(async { log.len() }), 2);
+    });
+}

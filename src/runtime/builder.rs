@@ -67,10 +67,7 @@ impl Builder {
             per_core: false,
             stop_timeout: None,
             slow_stop: Some(std::time::Duration::from_millis(10)),
-            stop_a_lot: std::env::var("STOP_MACHINE_STOP_A_LOT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|n| *n > 0),
+            stop_a_lot: stop_a_lot_from_env(),
         }
     }
 
@@ -201,8 +198,10 @@ impl Builder {
     /// Stop-a-lot mode, for testing code that runs on the runtime (the JVM's
     /// SafepointALot): every `n` task polls, a worker requests a
     /// `stop_machine` that does nothing, so that stops land at every kind of
-    /// poll boundary. Also switched on by the environment variable
-    /// `STOP_MACHINE_STOP_A_LOT=n`. `0` turns it off.
+    /// poll boundary. In debug builds (tests included) the environment
+    /// variable `STOP_MACHINE_STOP_A_LOT=n` switches it on too; release
+    /// builds never read it, so a production binary does not change
+    /// behaviour with its environment. `0` turns it off.
     ///
     /// # Examples
     ///
@@ -339,6 +338,17 @@ impl Builder {
             }
         }
     }
+}
+
+/// `STOP_MACHINE_STOP_A_LOT`, read only in debug builds.
+fn stop_a_lot_from_env() -> Option<u32> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    std::env::var("STOP_MACHINE_STOP_A_LOT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
 }
 
 impl Runtime {

@@ -1,8 +1,10 @@
 //! The runtime: owns the worker threads and shuts them down.
 
 use super::handle::Handle;
+use super::task;
 use crate::sync::atomic::Ordering;
 use std::future::Future;
+use std::panic::Location;
 use std::time::Duration;
 
 /// A worker-per-CPU runtime on tokio, whose workers a stop can bring to a
@@ -50,11 +52,15 @@ impl Runtime {
     }
 
     /// Runs `fut` to completion as a task on a worker and blocks the calling
-    /// thread until it is done.
+    /// thread until it is done. As tokio's, `fut` may borrow from the
+    /// caller: it is dropped before this returns, whatever happens.
     ///
     /// Unlike tokio's `block_on`, the future runs on a worker, not on the
     /// calling thread, so that it is a task like any other: a stop stops it
-    /// too, and [`Handle::current`] and the tokio APIs work inside it.
+    /// too, and [`Handle::current`] and the tokio APIs work inside it. It
+    /// must therefore be `Send` (a `!Send` future would have to run on the
+    /// calling thread, outside every stop; spawn it with
+    /// [`spawn_local`](crate::spawn_local) from inside instead).
     ///
     /// # Panics
     ///
@@ -66,23 +72,30 @@ impl Runtime {
     ///
     /// ```
     /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// let mut hits = vec![1, 2];
     /// let n = rt.block_on(async {
     ///     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    ///     7
+    ///     hits.push(3); // borrows a local, as with tokio
+    ///     hits.len()
     /// });
-    /// assert_eq!(n, 7);
+    /// assert_eq!((n, hits), (3, vec![1, 2, 3]));
     /// ```
     #[track_caller]
     pub fn block_on<F>(&self, fut: F) -> F::Output
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: Future + Send,
+        F::Output: Send,
     {
         assert!(
             crate::current_worker().is_none(),
             "Runtime::block_on called from a worker thread: this would block the worker; spawn instead"
         );
-        let task = self.handle.spawn(fut);
+        let shared = &self.handle.shared;
+        let worker = &shared.workers[shared.next_online_worker()];
+        // SAFETY: this thread blocks on the handle until it resolves, which
+        // it does only once the future has been dropped, so the borrows the
+        // future holds outlive it.
+        let task = unsafe { task::spawn_scoped(worker, Location::caller(), fut) };
         match futures::executor::block_on(task) {
             Ok(v) => v,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

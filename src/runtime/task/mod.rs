@@ -214,3 +214,28 @@ where
         builder.spawn_local(move |info| make.make(info), schedule_on(worker))
     })
 }
+
+/// Spawns onto `worker` a future that may borrow from the caller's stack.
+///
+/// # Safety
+///
+/// The caller must not end the borrows that `fut` (or its output) holds
+/// before the returned handle has resolved. It resolves only once the
+/// future has been dropped (completed, aborted, or dropped at shutdown), so
+/// blocking on it until then, as `Runtime::block_on` does, is sound.
+pub(crate) unsafe fn spawn_scoped<'a, F>(
+    worker: &Arc<Worker>,
+    location: &'static Location<'static>,
+    fut: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'a,
+    F::Output: Send + 'a,
+{
+    spawn_with(worker, location, fut, |builder, make| {
+        // SAFETY: the future is `Send`, and the schedule function `Send`,
+        // `Sync` and `'static`; the caller keeps the future's borrows alive
+        // until it has been dropped (this function's contract).
+        unsafe { builder.spawn_unchecked(move |info| make.make(info), schedule_on(worker)) }
+    })
+}
