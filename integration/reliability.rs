@@ -108,9 +108,10 @@ fn case_2_a_panic_in_a_task_drop_is_a_join_error() {
         }
         let rt = runtime(2);
         let h = rt.handle().clone();
-        // An aborted task whose future holds the guard.
-        let task = h.spawn_on(1, async {
-            let _guard = PanicOnDrop;
+        // An aborted task whose future holds the guard (polled or not).
+        let guard = PanicOnDrop;
+        let task = h.spawn_on(1, async move {
+            let _guard = guard;
             std::future::pending::<()>().await;
         });
         task.abort();
@@ -120,8 +121,9 @@ fn case_2_a_panic_in_a_task_drop_is_a_join_error() {
         // A detached task whose output panics on drop.
         drop(h.spawn_on(1, async { PanicOnDrop }));
         // A task still alive when the runtime is dropped.
-        drop(h.spawn_on(0, async {
-            let _guard = PanicOnDrop;
+        let guard = PanicOnDrop;
+        drop(h.spawn_on(0, async move {
+            let _guard = guard;
             std::future::pending::<()>().await;
         }));
         // The runtime still works on both workers.

@@ -4,6 +4,7 @@
 use crate::cpumask::CpuMask;
 use crate::error::{StopError, run_caught};
 use crate::runtime::handle::Handle;
+use crate::runtime::service;
 use crate::stats::StopKind;
 use crate::stop::completion::Completion;
 use crate::stop::lock::StopGuard;
@@ -173,6 +174,7 @@ where
         w.notify();
     }
     done.on_complete(move || drop(guard));
+    service::serve_here(&handle.shared);
     done.wait().await;
     // Offline workers are skipped, as the kernel skips them; a worker that
     // died or shut down is an error.

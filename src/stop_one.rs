@@ -2,6 +2,7 @@
 
 use crate::error::{StopError, run_caught};
 use crate::runtime::handle::Handle;
+use crate::runtime::service;
 use crate::stats::StopKind;
 use crate::stop::completion::Completion;
 use crate::stop::plan::Request;
@@ -76,6 +77,7 @@ impl Handle {
             };
             target.stopper.queue(work)?;
             target.notify();
+            service::serve_here(&handle.shared);
             done.wait().await;
             let ran = slot.lock().take();
             let (out, start, end) =

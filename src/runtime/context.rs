@@ -50,9 +50,9 @@ pub(crate) fn current() -> Option<(Arc<Shared>, usize)> {
 }
 
 /// The current worker, if this thread is a worker of `shared`.
-pub(crate) fn current_worker_of(shared: &Arc<Shared>) -> Option<Arc<Worker>> {
+pub(crate) fn current_worker_of(shared: &Shared) -> Option<Arc<Worker>> {
     with(|l| {
-        l.filter(|l| Arc::ptr_eq(&l.shared, shared))
+        l.filter(|l| std::ptr::eq(Arc::as_ptr(&l.shared), shared))
             .map(|l| l.worker.clone())
     })
 }

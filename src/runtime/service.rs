@@ -115,6 +115,26 @@ pub fn safepoint() {
     });
 }
 
+/// The caller of a stop, on one of `shared`'s workers, serves its own
+/// worker's stopper right where it awaits the stop, instead of returning
+/// `Pending` and waiting for its worker's next poll boundary: its work (and
+/// any queued before it) runs now, inside the caller's poll, which is
+/// suspended at that `.await` as it would be at a boundary. For a
+/// multi-worker stop that includes the caller's worker, the caller's poll
+/// takes part in the whole state machine and resumes the moment the stop
+/// is over: the caller is the first task its worker runs afterwards, not
+/// one queued behind the others.
+pub(crate) fn serve_here(shared: &Shared) {
+    if context::in_stopper() {
+        return;
+    }
+    if let Some(worker) = context::current_worker_of(shared)
+        && worker.stopper.pending() & INLINE != 0
+    {
+        serve(&worker);
+    }
+}
+
 struct ThreadWaker(Thread);
 
 impl Wake for ThreadWaker {

@@ -9,6 +9,7 @@ use super::report;
 use super::work::{Go, StopWork};
 use crate::cpumask::CpuMask;
 use crate::error::StopError;
+use crate::runtime::service;
 use crate::runtime::shared::Shared;
 use crate::runtime::worker::Worker;
 use crate::stats::{Measured, StopKind};
@@ -208,6 +209,7 @@ where
         }
         drop(guard);
     });
+    service::serve_here(shared);
     let mut wait = pin!(done.wait());
     if shared
         .watchdog
