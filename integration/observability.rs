@@ -309,6 +309,15 @@ fn a_span_per_stop_with_phase_events_and_a_slow_stop_warning() {
             warned,
             "a slow-stop warning naming the slowest worker: {events:?}"
         );
+        // The end-of-stop line: kind, caller and the three durations.
+        let ended = events.iter().any(|(_, l, f)| {
+            *l == tracing::Level::DEBUG
+                && f.contains("kind=\"machine\"")
+                && f.contains(&here)
+                && f.contains("ok=true")
+                && ["to_stop=", "stopped=", "restart="].iter().all(|k| f.contains(k))
+        });
+        assert!(ended, "an end-of-stop event with its durations: {events:?}");
     });
 }
 

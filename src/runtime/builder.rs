@@ -277,7 +277,13 @@ impl Builder {
         let workers: Vec<Arc<Worker>> = worker_cpus
             .iter()
             .enumerate()
-            .map(|(i, cpu)| Arc::new(Worker::new(i, *cpu)))
+            .map(|(i, cpu)| {
+                let shares_cpu = match cpu {
+                    Some(c) => worker_cpus.iter().filter(|o| **o == Some(*c)).count() > 1,
+                    None => n > cpus.len(),
+                };
+                Arc::new(Worker::new(i, *cpu, shares_cpu))
+            })
             .collect();
         let placement = WorkerPlacement::new(machine, worker_cpus);
         let config = Config {

@@ -87,6 +87,9 @@ pub(crate) struct Worker {
     pub(crate) index: usize,
     /// The OS CPU the worker is pinned to, if any.
     pub(crate) cpu: Option<usize>,
+    /// Whether other workers may run on the same CPU (pinned to it, or
+    /// unpinned with more workers than CPUs).
+    pub(crate) shares_cpu: bool,
     poll: CachePadded<PollRecord>,
     inbox: CachePadded<Inbox>,
     pub(crate) stopper: CachePadded<Stopper>,
@@ -103,10 +106,11 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, cpu: Option<usize>) -> Worker {
+    pub(crate) fn new(index: usize, cpu: Option<usize>, shares_cpu: bool) -> Worker {
         Worker {
             index,
             cpu,
+            shares_cpu,
             poll: CachePadded::new(PollRecord {
                 task: AtomicU64::new(0),
                 location: AtomicPtr::new(std::ptr::null_mut()),

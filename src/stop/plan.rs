@@ -184,12 +184,19 @@ where
             .filter(|w| !claimed.iter().any(|c| c.index == *w));
         let (queued, _refused) = queue_on(shared, &order, unclaimed, &request, |w| {
             let (ms, done) = (ms.clone(), done.clone());
+            let yields = shared.workers[w].shares_cpu;
             move |go: Go| {
                 match go {
                     Ok(()) => ms.participate(w),
                     Err(why) => ms.cancelled(why),
                 }
                 done.signal();
+                // A worker sharing its CPU hands it over once on its way
+                // out, so that a sibling still in this stop can leave too
+                // instead of waiting for the OS's next tick.
+                if yields {
+                    std::thread::yield_now();
+                }
             }
         });
         (claimed, queued)
@@ -210,6 +217,9 @@ where
         drop(guard);
     });
     service::serve_here(shared);
+    if ms.state() == State::Exit {
+        settle(&done);
+    }
     let mut wait = pin!(done.wait());
     if shared
         .watchdog
@@ -233,4 +243,16 @@ where
     report::record_multi(shared, &request, &timeline, claimed_ids, results.is_ok());
     snapshot.warn_if_slow(shared, &span, &timeline, &request);
     results
+}
+
+/// The caller took part in its stop inline and is out of it: wait a moment
+/// (spin, then yield the CPU) for the other participants to leave too, so
+/// that the caller resumes now rather than behind the tasks queued on its
+/// worker. Bounded: a participant that is slower than that wakes the
+/// caller as usual.
+fn settle(done: &Completion) {
+    let backoff = crate::sync::Backoff::new();
+    while !done.is_done() && !backoff.is_completed() {
+        backoff.snooze();
+    }
 }

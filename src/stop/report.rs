@@ -102,16 +102,20 @@ pub(crate) fn record_multi(shared: &Shared, request: &Request, t: &Timeline, cla
     let end = Instant::now();
     let run_start = t.run_start.unwrap_or(end);
     let run_end = t.run_end.unwrap_or(end);
-    shared.stats.record(Measured {
-        kind: request.kind,
-        ok,
-        to_stop: run_start.saturating_duration_since(request.at),
-        stopped: run_end.saturating_duration_since(run_start),
-        restart: t.last_left.unwrap_or(end).saturating_duration_since(run_end),
-        arrivals: since(&t.arrivals, request.at),
-        restarts: since(&t.lefts, run_end),
-        claimed,
-    });
+    record(
+        shared,
+        request,
+        Measured {
+            kind: request.kind,
+            ok,
+            to_stop: run_start.saturating_duration_since(request.at),
+            stopped: run_end.saturating_duration_since(run_start),
+            restart: t.last_left.unwrap_or(end).saturating_duration_since(run_end),
+            arrivals: since(&t.arrivals, request.at),
+            restarts: since(&t.lefts, run_end),
+            claimed,
+        },
+    );
 }
 
 /// Records a stop whose workers each ran the function on their own
@@ -129,19 +133,40 @@ pub(crate) fn record_each(shared: &Shared, request: &Request, runs: &[(usize, In
         }
         return;
     };
-    shared.stats.record(Measured {
-        kind: request.kind,
-        ok,
-        to_stop: last_start.saturating_duration_since(request.at),
-        stopped: last_end.saturating_duration_since(first),
-        restart: Duration::ZERO,
-        arrivals: runs
-            .iter()
-            .map(|(w, start, _)| (*w, start.saturating_duration_since(request.at)))
-            .collect(),
-        restarts: runs.iter().map(|(w, _, _)| (*w, Duration::ZERO)).collect(),
-        claimed: Vec::new(),
-    });
+    record(
+        shared,
+        request,
+        Measured {
+            kind: request.kind,
+            ok,
+            to_stop: last_start.saturating_duration_since(request.at),
+            stopped: last_end.saturating_duration_since(first),
+            restart: Duration::ZERO,
+            arrivals: runs
+                .iter()
+                .map(|(w, start, _)| (*w, start.saturating_duration_since(request.at)))
+                .collect(),
+            restarts: runs.iter().map(|(w, _, _)| (*w, Duration::ZERO)).collect(),
+            claimed: Vec::new(),
+        },
+    );
+}
+
+/// Files a finished stop in the statistics and logs it: one `debug` event
+/// per stop, target `stop_machine::stop`, with its kind, caller and three
+/// durations (the JVM's safepoint log line).
+fn record(shared: &Shared, request: &Request, m: Measured) {
+    tracing::debug!(
+        target: "stop_machine::stop",
+        kind = request.kind.name(),
+        caller = %request.caller,
+        ok = m.ok,
+        to_stop = ?m.to_stop,
+        stopped = ?m.stopped,
+        restart = ?m.restart,
+        "stop"
+    );
+    shared.stats.record(m);
 }
 
 fn since(events: &[(usize, Instant)], origin: Instant) -> Vec<(usize, Duration)> {
