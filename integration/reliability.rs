@@ -423,3 +423,61 @@ fn case_10_wakes_racing_the_shutdown_drain() {
         }
     });
 }
+
+/// A stop may raise a late participant's OS priority (where the process
+/// may), and always drops it back, whatever the outcome: after an abandoned
+/// stop, while the straggler is still in the poll that held the stop up;
+/// and after a stop that ran. (Whether a raise happens at all depends on
+/// timing; the unit tests of `runtime/priority.rs` check the raise itself.)
+#[test]
+fn a_raised_straggler_is_never_left_raised() {
+    watchdog("boost", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .thread_name("boost-test")
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        let tid = |name: &str| -> libc::pid_t {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .find(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+                .and_then(|e| e.file_name().to_str()?.parse().ok())
+                .expect("the worker's thread")
+        };
+        let normal = |tid: libc::pid_t| {
+            // SAFETY: sched_getscheduler only reads the policy of `tid`.
+            let policy = unsafe { libc::sched_getscheduler(tid) };
+            policy != libc::SCHED_FIFO && policy != libc::SCHED_RR
+        };
+        let (w0, w1) = (tid("boost-test-0"), tid("boost-test-1"));
+        for _ in 0..3 {
+            // Abandoned: worker 1 never arrives.
+            let release = Arc::new(AtomicBool::new(false));
+            hog(&h, 1, &release);
+            let out =
+                futures::executor::block_on(h.stop_machine_timeout(|_| (), None, Duration::from_millis(100)));
+            let still_polling = normal(w1);
+            release.store(true, Ordering::SeqCst);
+            assert!(matches!(out, Err(StopError::TimedOut { .. })), "{out:?}");
+            assert!(
+                still_polling,
+                "the straggler runs its task raised after the stop was abandoned"
+            );
+            // Ran: worker 1 arrives late, after a long poll.
+            let (started_tx, started_rx) = mpsc::channel();
+            drop(h.spawn_on(1, async move {
+                started_tx.send(()).unwrap();
+                let until = std::time::Instant::now() + Duration::from_millis(50);
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }));
+            started_rx.recv().unwrap();
+            assert_eq!(h.stop_machine_blocking(|w| w, Some(&CpuMask::of(0))), Ok(0));
+            assert!(normal(w0) && normal(w1), "a worker left raised after a stop");
+        }
+    });
+}

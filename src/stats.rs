@@ -288,9 +288,25 @@ pub struct WorkerStats {
 pub struct Stats {
     kinds: Vec<KindStats>,
     workers: Vec<WorkerStats>,
+    boosts: u64,
 }
 
 impl Stats {
+    /// How often a late participant's OS priority was raised for the rest
+    /// of a stop ([`Builder::boost_stragglers`](crate::Builder::boost_stragglers)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+    /// rt.handle().stop_machine_blocking(|_| (), None).unwrap();
+    /// let boosts = rt.handle().stats().boosts();
+    /// assert!(boosts <= 1, "at most the one other worker");
+    /// ```
+    pub fn boosts(&self) -> u64 {
+        self.boosts
+    }
+
     /// The stops of kind `kind`.
     ///
     /// # Examples
@@ -392,7 +408,13 @@ impl Recorder {
                     time_to_restart: Latency::new(),
                 })
                 .collect(),
+            boosts: 0,
         }
+    }
+
+    /// A late participant was raised.
+    pub(crate) fn count_boost(&self) {
+        self.inner.lock().boosts += 1;
     }
 
     pub(crate) fn record(&self, m: Measured) {

@@ -170,7 +170,7 @@ where
             }
         })
     };
-    for w in &queued {
+    for (w, _) in &queued {
         w.notify();
     }
     done.on_complete(move || drop(guard));

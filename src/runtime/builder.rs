@@ -39,6 +39,7 @@ pub struct Builder {
     stop_timeout: Option<std::time::Duration>,
     stop_a_lot: Option<u32>,
     slow_stop: Option<std::time::Duration>,
+    boost_stragglers: bool,
 }
 
 impl Default for Builder {
@@ -68,6 +69,7 @@ impl Builder {
             stop_timeout: None,
             slow_stop: Some(std::time::Duration::from_millis(10)),
             stop_a_lot: stop_a_lot_from_env(),
+            boost_stragglers: true,
         }
     }
 
@@ -240,6 +242,29 @@ impl Builder {
         self
     }
 
+    /// Whether a stop raises the OS priority of the workers it waits for
+    /// (default `true`). A participant that has waited past its spin phase
+    /// for others to reach their stoppers switches them to `SCHED_FIFO`, so
+    /// that a loaded machine runs them next instead of at the end of a time
+    /// slice; each drops back to its own policy as soon as its stopper has
+    /// nothing left to run, whatever the stop's outcome. It needs
+    /// `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` above zero, checked when each
+    /// worker starts; without it this does nothing.
+    /// [`Handle::boosting`](crate::Handle::boosting) says whether it is active,
+    /// [`Stats::boosts`](crate::Stats::boosts) how often it acted, and the
+    /// runtime logs which at start (`info`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Builder::new().workers(2).pin(false).boost_stragglers(false).build().unwrap();
+    /// assert!(!rt.handle().boosting());
+    /// ```
+    pub fn boost_stragglers(&mut self, on: bool) -> &mut Builder {
+        self.boost_stragglers = on;
+        self
+    }
+
     /// Starts the workers and waits until each runs.
     ///
     /// # Errors
@@ -291,6 +316,7 @@ impl Builder {
             stop_timeout: self.stop_timeout,
             stop_a_lot: self.stop_a_lot,
             slow_stop: self.slow_stop,
+            boost_stragglers: self.boost_stragglers,
         };
         let handle = Handle {
             shared: Arc::new(Shared::new(workers, placement, config)),
@@ -308,6 +334,11 @@ impl Builder {
                         .cpu
                         .map_or(Ok(()), topology::bind_current_thread)
                         .and_then(|()| scheduler::driver(&worker, h.shared.config.event_interval));
+                    if worker.priority.init_current(h.shared.config.boost_stragglers) {
+                        h.shared
+                            .boosting
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     match started {
                         Ok(rt) => {
                             let _ = ready.send(Ok(()));
@@ -337,7 +368,21 @@ impl Builder {
         }
         let rt = Runtime::from_parts(handle, threads);
         match failed {
-            None => Ok(rt),
+            None => {
+                let boosting = rt.handle().boosting();
+                match (self.boost_stragglers, boosting) {
+                    (false, _) => {
+                        tracing::info!("stop-machine: straggler boost off (Builder::boost_stragglers)")
+                    }
+                    (true, true) => tracing::info!(
+                        "stop-machine: straggler boost active (SCHED_FIFO for late participants)"
+                    ),
+                    (true, false) => tracing::info!(
+                        "stop-machine: straggler boost inactive: no CAP_SYS_NICE or RLIMIT_RTPRIO, or already real-time"
+                    ),
+                }
+                Ok(rt)
+            }
             Some(e) => {
                 rt.shut_down();
                 Err(e)

@@ -9,4 +9,6 @@ pub(crate) struct Config {
     pub(crate) stop_timeout: Option<Duration>,
     pub(crate) stop_a_lot: Option<u32>,
     pub(crate) slow_stop: Option<Duration>,
+    /// Raise late participants' OS priority where the process may.
+    pub(crate) boost_stragglers: bool,
 }

@@ -149,6 +149,20 @@ impl Handle {
         self.shared.stats.snapshot()
     }
 
+    /// Whether stops raise the OS priority of late participants: asked for
+    /// with [`Builder::boost_stragglers`](crate::Builder::boost_stragglers)
+    /// (the default) and allowed to the process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).boost_stragglers(false).build().unwrap();
+    /// assert!(!rt.handle().boosting());
+    /// ```
+    pub fn boosting(&self) -> bool {
+        self.shared.boosting.load(Ordering::Relaxed)
+    }
+
     /// Clears the [`stats`](Handle::stats).
     ///
     /// # Examples

@@ -12,6 +12,7 @@
 //! - [`shared`]: what one runtime's workers share;
 //! - [`worker`]: one worker's shared state, queues and wake-ups;
 //! - [`idle`]: the handshake that claims a worker asleep in its driver;
+//! - [`priority`]: raising a late participant's OS priority during a stop;
 //! - [`config`]: the built settings.
 
 pub(crate) mod builder;
@@ -19,6 +20,7 @@ pub(crate) mod config;
 pub(crate) mod context;
 pub(crate) mod handle;
 pub(crate) mod idle;
+pub(crate) mod priority;
 #[allow(clippy::module_inception)]
 pub(crate) mod runtime;
 pub(crate) mod scheduler;

@@ -47,6 +47,8 @@ pub(crate) fn serve(worker: &Worker) -> Flow {
 pub(crate) fn run_works(worker: &Worker) {
     let _stopper = StopperGuard::enter();
     worker.stopper.run_pending();
+    // Nothing left to run: a stop that raised this worker is over for it.
+    worker.priority.restore();
 }
 
 /// Hotplug: flushes what was queued before the park, acknowledges, and

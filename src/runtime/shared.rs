@@ -32,12 +32,15 @@ pub(crate) struct Shared {
     /// Stop-a-lot mode: one of its stops is on its way.
     pub(crate) stop_a_lot_inflight: AtomicBool,
     /// What every stop cost.
-    pub(crate) stats: Recorder,
+    pub(crate) stats: Arc<Recorder>,
+    /// Whether late participants of a stop get their OS priority raised
+    /// (asked for, and allowed on at least one worker).
+    pub(crate) boosting: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
-        let stats = Recorder::new(workers.len());
+        let stats = Arc::new(Recorder::new(workers.len()));
         Shared {
             workers: workers.into_boxed_slice(),
             stop_lock: Arc::new(StopLock::new()),
@@ -49,6 +52,7 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             stop_a_lot_inflight: AtomicBool::new(false),
             stats,
+            boosting: AtomicBool::new(false),
         }
     }
 

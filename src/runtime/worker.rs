@@ -35,6 +35,7 @@
 //! | `idle` | the worker (park/unpark), stops (claim/release) | both |
 
 use super::idle::IdleState;
+use super::priority::Priority;
 use super::task::{TaskId, TaskInfo};
 use crate::stop::stopper::Stopper;
 use crate::sync::Mutex;
@@ -94,6 +95,8 @@ pub(crate) struct Worker {
     inbox: CachePadded<Inbox>,
     pub(crate) stopper: CachePadded<Stopper>,
     idle: CachePadded<IdleState>,
+    /// Its thread's OS scheduling policy, raised while a stop waits for it.
+    pub(crate) priority: Priority,
     /// The scheduler loop's tokio task waker, which never changes: set at
     /// its first poll and woken by reference, with no per-tick registration.
     waker: OnceLock<Waker>,
@@ -124,6 +127,7 @@ impl Worker {
             }),
             stopper: CachePadded::new(Stopper::new()),
             idle: CachePadded::new(IdleState::new()),
+            priority: Priority::default(),
             waker: OnceLock::new(),
             thread: OnceLock::new(),
             registry: Mutex::new(Registry::default()),

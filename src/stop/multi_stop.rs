@@ -5,7 +5,7 @@
 use super::completion::Completion;
 use crate::cpumask::CpuMask;
 use crate::error::{StopError, run_caught};
-use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, Backoff, Mutex};
 use std::time::Instant;
@@ -78,7 +78,18 @@ pub(crate) struct MultiStop<F, R> {
     deadline: Option<Instant>,
     /// Ended early when the stop is abandoned, so the caller returns then.
     done: Arc<Completion>,
+    /// Called once, by the first participant that has waited in PREPARE
+    /// past its spin phase, with the participants arrived so far (the
+    /// others are late: their OS priority may be raised).
+    straggle: std::sync::OnceLock<Straggle>,
+    straggled: AtomicBool,
 }
+
+/// What a participant that waits too long does about the stragglers.
+/// It gets the workers arrived so far, and a check that the stop still
+/// waits in PREPARE (to be made under whatever lock orders it with the
+/// stop's end).
+pub(crate) type Straggle = Box<dyn Fn(&CpuMask, &dyn Fn() -> bool) + Send + Sync>;
 
 impl<F, R> MultiStop<F, R>
 where
@@ -103,7 +114,25 @@ where
             span: tracing::Span::none(),
             deadline,
             done,
+            straggle: std::sync::OnceLock::new(),
+            straggled: AtomicBool::new(false),
         }
+    }
+
+    /// Sets what to do about stragglers (before [`start`](Self::start)).
+    pub(crate) fn on_straggle(&self, f: Straggle) {
+        let _ = self.straggle.set(f);
+    }
+
+    /// The first participant to wait past its spin phase in PREPARE calls
+    /// the straggle hook with the workers arrived so far.
+    fn straggling(&self) {
+        let Some(f) = self.straggle.get() else { return };
+        if self.straggled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let arrived: CpuMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();
+        f(&arrived, &|| self.state() == State::Prepare);
     }
 
     /// Publishes the number of participants and enters PREPARE, unless a
@@ -273,6 +302,9 @@ where
                 }
                 backoff.reset();
             } else if backoff.is_completed() {
+                if current == State::Prepare {
+                    self.straggling();
+                }
                 match self.deadline {
                     Some(deadline) if current == State::Prepare => {
                         let now = Instant::now();

@@ -97,14 +97,15 @@ pub(crate) async fn lock(shared: &Shared, request: &Request) -> Result<StopGuard
 /// queueing order, so that requests sharing workers are ordered the same
 /// way on all of them; it wakes the workers after releasing it (the
 /// kernel's wake_q). A refused work is cancelled, which completes its
-/// share. Returns the workers that took their work and the first refusal.
+/// share. Returns the workers that took their work, with its sequence
+/// number there, and the first refusal.
 pub(crate) fn queue_on<J>(
     shared: &Shared,
     _order: &MutexGuard<'_, ()>,
     mask: impl Iterator<Item = usize>,
     request: &Request,
     mut job: impl FnMut(usize) -> J,
-) -> (Vec<Arc<Worker>>, Option<StopError>)
+) -> (Vec<(Arc<Worker>, u64)>, Option<StopError>)
 where
     J: FnOnce(Go) + Send + 'static,
 {
@@ -116,7 +117,7 @@ where
             .stopper
             .queue(StopWork::new(request.kind, request.caller, job(w)))
         {
-            Ok(()) => queued.push(worker.clone()),
+            Ok(seq) => queued.push((worker.clone(), seq)),
             Err(why) => {
                 refused.get_or_insert(why);
             }
@@ -202,17 +203,41 @@ where
         (claimed, queued)
     };
     done.signal_n(claimed.len());
+    // Late participants may be raised; whatever happens, the stop's end
+    // (the finisher below) drops them back.
+    let targets: Vec<(usize, Arc<Worker>, u64)> =
+        match shared.boosting.load(crate::sync::atomic::Ordering::Relaxed) {
+            true => queued.iter().map(|(w, seq)| (w.index, w.clone(), *seq)).collect(),
+            false => Vec::new(),
+        };
+    if !targets.is_empty() {
+        let (targets, stats) = (targets.clone(), shared.stats.clone());
+        ms.on_straggle(Box::new(move |arrived: &CpuMask, waiting: &dyn Fn() -> bool| {
+            for (index, w, seq) in &targets {
+                let late = || waiting() && w.stopper.done_seq() < *seq;
+                if !arrived.contains(*index) && w.priority.boost(late) {
+                    stats.count_boost();
+                }
+            }
+        }));
+    }
     ms.start(
         queued.len(),
-        queued.iter().filter_map(|w| w.thread.get().cloned()).collect(),
+        queued
+            .iter()
+            .filter_map(|(w, _)| w.thread.get().cloned())
+            .collect(),
     );
-    for w in &queued {
+    for (w, _) in &queued {
         w.notify();
     }
     let claimed_ids: Vec<usize> = claimed.iter().map(|w| w.index).collect();
     done.on_complete(move || {
         for w in &claimed {
             w.release();
+        }
+        for (_, w, _) in &targets {
+            w.priority.restore();
         }
         drop(guard);
     });
@@ -235,7 +260,7 @@ where
         if let Some(why) = ms.cancellation() {
             return Err(why);
         }
-        let waited: CpuMask = queued.iter().map(|w| w.index).collect();
+        let waited: CpuMask = queued.iter().map(|(w, _)| w.index).collect();
         return Err(snapshot.timed_out(shared, &ms.stragglers(&waited), &request));
     }
     let results = ms.take_results();

@@ -39,7 +39,7 @@ use super::completion::Completion;
 use super::work::StopWork;
 use crate::error::StopError;
 use crate::stats::StopKind;
-use crate::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex};
 use std::collections::VecDeque;
 use std::panic::Location;
@@ -100,7 +100,10 @@ impl Life {
 
 struct Inner {
     life: Life,
-    works: VecDeque<StopWork>,
+    /// Queued works with their sequence numbers, in queueing order.
+    works: VecDeque<(u64, StopWork)>,
+    /// The sequence number of the next work queued.
+    next_seq: u64,
     /// `park_worker` calls waiting for the worker to be offline.
     offline_waiters: Vec<Arc<Completion>>,
 }
@@ -112,6 +115,9 @@ pub(crate) struct Stopper {
     pending: AtomicU8,
     /// `inner.life`, for lock-free reads.
     life: AtomicU8,
+    /// The sequence number of the last work that ended (written by the
+    /// worker after each work; works end in queueing order).
+    done_seq: AtomicU64,
     inner: Mutex<Inner>,
     /// The work running now, for [`StopperInfo`].
     running: Mutex<Option<RunningStop>>,
@@ -139,9 +145,11 @@ impl Stopper {
         Stopper {
             pending: AtomicU8::new(0),
             life: AtomicU8::new(Life::Online as u8),
+            done_seq: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 life: Life::Online,
                 works: VecDeque::new(),
+                next_seq: 1,
                 offline_waiters: Vec::new(),
             }),
             running: Mutex::new(None),
@@ -184,23 +192,35 @@ impl Stopper {
     /// A refused work is cancelled (its owner completes its share at once),
     /// as `cpu_stop_queue_work` does.
     ///
+    /// RETURNS: the work's sequence number, which [`done_seq`] reaches
+    /// once it has ended.
+    ///
     /// # Errors
     ///
     /// Why it was refused.
-    pub(crate) fn queue(&self, work: StopWork) -> Result<(), StopError> {
+    ///
+    /// [`done_seq`]: Stopper::done_seq
+    pub(crate) fn queue(&self, work: StopWork) -> Result<u64, StopError> {
         let mut inner = self.inner.lock();
         if let Some(why) = inner.life.refusal() {
             drop(inner);
             work.cancel(why.clone());
             return Err(why);
         }
-        inner.works.push_back(work);
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.works.push_back((seq, work));
         self.publish(&inner);
-        Ok(())
+        Ok(seq)
+    }
+
+    /// The sequence number of the last work that ended.
+    pub(crate) fn done_seq(&self) -> u64 {
+        self.done_seq.load(Ordering::Acquire)
     }
 
     /// Pops the oldest work.
-    fn pop(&self) -> Option<StopWork> {
+    fn pop(&self) -> Option<(u64, StopWork)> {
         let mut inner = self.inner.lock();
         let work = inner.works.pop_front();
         if work.is_some() {
@@ -211,13 +231,14 @@ impl Stopper {
 
     /// Runs every queued work, in order, on the calling thread.
     pub(crate) fn run_pending(&self) {
-        while let Some(work) = self.pop() {
+        while let Some((seq, work)) = self.pop() {
             *self.running.lock() = Some(RunningStop {
                 kind: work.kind,
                 caller: work.caller,
             });
             work.run();
             *self.running.lock() = None;
+            self.done_seq.store(seq, Ordering::Release);
         }
     }
 
@@ -335,8 +356,9 @@ impl Stopper {
             .expect("invariant: an ended worker refuses works");
         self.publish(&inner);
         drop(inner);
-        for work in works {
+        for (seq, work) in works {
             work.cancel(why.clone());
+            self.done_seq.store(seq, Ordering::Release);
         }
         for w in waiters {
             w.signal();

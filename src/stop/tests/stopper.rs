@@ -97,7 +97,7 @@ fn model_stopper_queue_vs_park_and_shutdown() {
         let ran = ran.load(Ordering::Relaxed);
         let cancelled = cancelled.lock().take();
         match queued {
-            Ok(()) => assert_eq!((ran, &cancelled), (1, &None), "a queued work runs once"),
+            Ok(_) => assert_eq!((ran, &cancelled), (1, &None), "a queued work runs once"),
             Err(why) => {
                 assert_eq!(ran, 0);
                 assert_eq!(
@@ -159,7 +159,7 @@ fn model_stopper_park_unpark_vs_queue() {
         worker.join().unwrap();
         let ran = ran.load(Ordering::Relaxed);
         match queued {
-            Ok(()) => assert_eq!(ran, 1),
+            Ok(_) => assert_eq!(ran, 1),
             Err(why) => {
                 assert_eq!(why, StopError::Offline);
                 assert_eq!(ran, 0);
