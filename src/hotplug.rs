@@ -16,14 +16,24 @@ impl Handle {
     /// for it; they do not migrate.
     ///
     /// Serialized with stops: the set of workers a stop waits for never
-    /// changes while it runs. Resolves once the worker is offline, or at
-    /// once when it is the caller's own worker (which goes offline as soon
-    /// as the calling task yields).
+    /// changes while it runs. The stop lock stays held until the worker
+    /// has acknowledged, whoever waits, so no stop starts with the worker
+    /// half-gone.
+    ///
+    /// CONTEXT: as [`stop_machine`](Handle::stop_machine). A worker blocked
+    /// in [`stop_machine_blocking`](Handle::stop_machine_blocking) or at a
+    /// [`safepoint`](crate::safepoint) goes offline right there.
+    ///
+    /// RETURNS: once the worker is offline, or at once when it is the
+    /// caller's own worker (which goes offline as soon as the calling task
+    /// yields; no stop can start before it has).
     ///
     /// # Errors
     ///
     /// [`StopError::InvalidWorker`], [`StopError::Nested`],
-    /// [`StopError::Shutdown`]. Parking an offline worker is a no-op.
+    /// [`StopError::WouldBlockWorker`], [`StopError::Shutdown`] (also when
+    /// the runtime shuts down while it waits), [`StopError::WorkerDied`].
+    /// Parking an offline worker is a no-op.
     ///
     /// # Examples
     ///
@@ -66,10 +76,15 @@ impl Handle {
     /// Brings worker `worker` back online: its stopper takes works again and
     /// its tasks run.
     ///
+    /// CONTEXT: as [`park_worker`](Handle::park_worker).
+    ///
+    /// RETURNS: once the worker is online again (it resumes at once).
+    ///
     /// # Errors
     ///
     /// [`StopError::InvalidWorker`], [`StopError::Nested`],
-    /// [`StopError::Shutdown`]. Unparking an online worker is a no-op.
+    /// [`StopError::WouldBlockWorker`], [`StopError::Shutdown`],
+    /// [`StopError::WorkerDied`]. Unparking an online worker is a no-op.
     ///
     /// # Examples
     ///

@@ -13,14 +13,19 @@ impl Handle {
     /// `worker` (its SMT siblings, itself included) through the multi-stop
     /// state machine and runs `f(worker)` on each of them: the kernel's
     /// `stop_core_cpuslocked`. An unpinned worker's core is itself alone.
+    /// Serialized with other stops; bounded by
+    /// [`Builder::stop_timeout`](crate::Builder::stop_timeout).
+    ///
+    /// CONTEXT: as [`stop_machine`](Handle::stop_machine).
     ///
     /// RETURNS: the values of `f` by worker.
     ///
     /// # Errors
     ///
     /// [`StopError::InvalidWorker`], [`StopError::Offline`] (no worker of
-    /// the core online), [`StopError::Panicked`], [`StopError::Nested`],
-    /// [`StopError::Shutdown`].
+    /// the core online), [`StopError::Panicked`], [`StopError::TimedOut`],
+    /// [`StopError::Nested`], [`StopError::WouldBlockWorker`],
+    /// [`StopError::Shutdown`], [`StopError::WorkerDied`].
     ///
     /// # Examples
     ///
@@ -46,7 +51,10 @@ impl Handle {
 
     /// Stops every online worker of NUMA node `node` through the multi-stop
     /// state machine and runs `f(worker)` on each; workers of other nodes go
-    /// on running.
+    /// on running. Serialized with other stops; bounded by
+    /// [`Builder::stop_timeout`](crate::Builder::stop_timeout).
+    ///
+    /// CONTEXT: as [`stop_machine`](Handle::stop_machine).
     ///
     /// RETURNS: the values of `f` by worker.
     ///

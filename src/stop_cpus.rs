@@ -40,7 +40,14 @@ impl Handle {
     /// all. Calls are serialized, so `f` may wait for the other workers of
     /// the same call to enter it.
     ///
-    /// CONTEXT: a task, or any thread through `futures::executor::block_on`.
+    /// CONTEXT: a task of this runtime (its worker takes its own part
+    /// right where the task awaits), a task of another executor, or a thread
+    /// outside the runtime through `futures::executor::block_on` or any
+    /// executor. Not from a stop function ([`StopError::Nested`]), and never
+    /// blocked on through another executor's `block_on` on one of this
+    /// runtime's worker threads ([`StopError::WouldBlockWorker`]). The work
+    /// is queued at the first poll; dropping the future after that does not
+    /// cancel it.
     ///
     /// RETURNS: the values of `f`, by ascending worker id, for the workers
     /// that were online.
@@ -50,7 +57,10 @@ impl Handle {
     /// [`StopError::EmptyMask`], [`StopError::InvalidWorker`];
     /// [`StopError::Offline`] if no worker of `mask` was online (`f` ran
     /// nowhere); [`StopError::Panicked`] if `f` panicked on any worker;
-    /// [`StopError::Nested`]; [`StopError::Shutdown`].
+    /// [`StopError::Nested`]; [`StopError::WouldBlockWorker`];
+    /// [`StopError::Shutdown`] or [`StopError::WorkerDied`] if a worker of
+    /// `mask` shut down or died (offline ones are skipped, as the kernel
+    /// skips them).
     ///
     /// # Examples
     ///
@@ -78,6 +88,10 @@ impl Handle {
     /// [`stop_cpus`](Handle::stop_cpus), except that it fails at once with
     /// [`StopError::Busy`] (the kernel's `-EAGAIN`) when another stop holds
     /// the facility.
+    ///
+    /// CONTEXT: as [`stop_cpus`](Handle::stop_cpus).
+    ///
+    /// RETURNS: as [`stop_cpus`](Handle::stop_cpus).
     ///
     /// # Errors
     ///

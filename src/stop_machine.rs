@@ -23,18 +23,30 @@ impl Handle {
     /// otherwise on the first online worker. Idle workers that need not run
     /// `f` are counted as stopped without being woken.
     ///
-    /// Stops are serialized with each other and with hotplug. Dropping the
-    /// future after its first poll does not cancel the stop.
+    /// Stops are serialized with each other and with hotplug.
     ///
-    /// CONTEXT: a task, or any thread via [`stop_machine_blocking`].
+    /// CONTEXT: a task of this runtime (its worker takes its own part
+    /// right where the task awaits), a task of another executor, or a thread
+    /// outside the runtime through `futures::executor::block_on` or any
+    /// executor. Not from a stop function ([`StopError::Nested`]), and never
+    /// blocked on through another executor's `block_on` on one of this
+    /// runtime's worker threads ([`StopError::WouldBlockWorker`]). The work
+    /// is queued at the first poll; dropping the future after that does not
+    /// cancel it.
+    /// A thread that cannot await uses [`stop_machine_blocking`].
+    ///
+    /// RETURNS: `f`'s value on the lowest active worker.
     ///
     /// # Errors
     ///
     /// [`StopError::EmptyMask`] / [`StopError::InvalidWorker`] for a bad
     /// `active`; [`StopError::Offline`] when no active worker is online;
     /// [`StopError::Panicked`] if `f` panicked on any worker (all workers
-    /// still leave the stop); [`StopError::Nested`] from a stop function;
-    /// [`StopError::Shutdown`].
+    /// still leave the stop); [`StopError::TimedOut`] past
+    /// [`Builder::stop_timeout`](crate::Builder::stop_timeout), if set;
+    /// [`StopError::Nested`] from a stop function;
+    /// [`StopError::WouldBlockWorker`]; [`StopError::Shutdown`];
+    /// [`StopError::WorkerDied`] when a participant died before it ran.
     ///
     /// [`stop_machine_blocking`]: Handle::stop_machine_blocking
     ///
@@ -72,6 +84,12 @@ impl Handle {
     /// `timeout`, the stop is abandoned before DISABLE_IRQ (nobody has run
     /// `f`), the workers already waiting go back to their tasks, and the
     /// caller learns which workers held it up and what they were polling.
+    /// The bound covers the whole call, the wait for another stop to finish
+    /// included.
+    ///
+    /// CONTEXT: as [`stop_machine`](Handle::stop_machine).
+    ///
+    /// RETURNS: as [`stop_machine`](Handle::stop_machine).
     ///
     /// # Errors
     ///
@@ -156,7 +174,14 @@ impl Handle {
     /// part inline instead of deadlocking; the kernel's
     /// `stop_machine_from_inactive_cpu`.
     ///
-    /// CONTEXT: any thread; blocks it.
+    /// CONTEXT: any thread. A thread outside the runtime blocks until the
+    /// stop is over. A task of this runtime blocks its worker, which serves
+    /// its stopper meanwhile: it takes part in this stop (and any other
+    /// that needs it) inline, and a `park_worker` of it takes effect there,
+    /// the call resuming once the worker is back online. Not from a stop
+    /// function ([`StopError::Nested`]).
+    ///
+    /// RETURNS: as [`stop_machine`](Handle::stop_machine).
     ///
     /// # Errors
     ///
@@ -184,13 +209,25 @@ impl Handle {
     /// the queueing order that every multi-worker request follows, so no two
     /// requests can ever be queued in opposite orders on two workers.
     ///
-    /// CONTEXT: a task, or any thread through `futures::executor::block_on`.
+    /// CONTEXT: a task of this runtime (its worker takes its own part
+    /// right where the task awaits), a task of another executor, or a thread
+    /// outside the runtime through `futures::executor::block_on` or any
+    /// executor. Not from a stop function ([`StopError::Nested`]), and never
+    /// blocked on through another executor's `block_on` on one of this
+    /// runtime's worker threads ([`StopError::WouldBlockWorker`]). The work
+    /// is queued at the first poll; dropping the future after that does not
+    /// cancel it.
+    ///
+    /// RETURNS: `f`'s value.
     ///
     /// # Errors
     ///
     /// [`StopError::InvalidWorker`], [`StopError::Offline`] (either worker
-    /// offline: nothing ran), [`StopError::Panicked`], [`StopError::Nested`],
-    /// [`StopError::Shutdown`].
+    /// offline: nothing ran), [`StopError::Panicked`],
+    /// [`StopError::TimedOut`] past
+    /// [`Builder::stop_timeout`](crate::Builder::stop_timeout), if set,
+    /// [`StopError::Nested`], [`StopError::WouldBlockWorker`],
+    /// [`StopError::Shutdown`], [`StopError::WorkerDied`].
     ///
     /// # Examples
     ///

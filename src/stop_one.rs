@@ -21,13 +21,18 @@ impl Handle {
     /// next task poll there, monopolizing the worker (no task runs and its
     /// driver is not turned until `f` returns). Resolves to `f`'s value.
     ///
-    /// The work is queued when this future is first polled; dropping the
-    /// future afterwards does not cancel it (`f` still runs, its value is
-    /// dropped).
+    /// CONTEXT: a task of this runtime (its worker takes its own part
+    /// right where the task awaits), a task of another executor, or a thread
+    /// outside the runtime through `futures::executor::block_on` or any
+    /// executor. Not from a stop function ([`StopError::Nested`]), and never
+    /// blocked on through another executor's `block_on` on one of this
+    /// runtime's worker threads ([`StopError::WouldBlockWorker`]). The work
+    /// is queued at the first poll; dropping the future after that does not
+    /// cancel it.
+    /// Awaited from a task on `worker` itself, `f` runs at once, inside that
+    /// task's poll, at its `.await`.
     ///
-    /// CONTEXT: any task, or any thread through `futures::executor::block_on`.
-    /// Awaiting it from a task on `worker` itself is fine: `f` runs as soon
-    /// as the task yields.
+    /// RETURNS: `f`'s value.
     ///
     /// # Errors
     ///
@@ -35,7 +40,10 @@ impl Handle {
     /// - [`StopError::Offline`]: the worker is parked (the kernel's `-ENOENT`);
     /// - [`StopError::Panicked`]: `f` panicked (the worker goes on);
     /// - [`StopError::Nested`]: called from inside a stop function;
-    /// - [`StopError::Shutdown`]: the runtime is shutting down.
+    /// - [`StopError::WouldBlockWorker`]: blocked on through a foreign
+    ///   `block_on` on a worker thread;
+    /// - [`StopError::Shutdown`]: the runtime is shutting down;
+    /// - [`StopError::WorkerDied`]: the worker's loop died.
     ///
     /// # Examples
     ///
@@ -91,7 +99,7 @@ impl Handle {
     /// returns without waiting. A panic in `f` is caught and logged; the
     /// worker goes on.
     ///
-    /// CONTEXT: anywhere, stop functions included.
+    /// CONTEXT: anywhere, stop functions included; never blocks.
     ///
     /// RETURNS: `true` if `f` was queued and will run; `false` if `worker` is
     /// out of range, offline or shutting down.
