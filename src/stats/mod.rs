@@ -103,6 +103,9 @@ pub struct KindStats {
     pub count: u64,
     /// Stops that ended in an error (the function panicked, timed out, ...).
     pub failed: u64,
+    /// Of the failed ones, those abandoned at their deadline
+    /// ([`StopError::TimedOut`](crate::StopError::TimedOut)).
+    pub timed_out: u64,
     /// Request until all stopped.
     pub time_to_stop: Latency,
     /// The function's run.
@@ -116,6 +119,7 @@ impl KindStats {
         KindStats {
             count: 0,
             failed: 0,
+            timed_out: 0,
             time_to_stop: Latency::new(),
             time_stopped: Latency::new(),
             time_to_restart: Latency::new(),
@@ -235,6 +239,8 @@ impl fmt::Display for Stats {
 pub(crate) struct Measured {
     pub(crate) kind: StopKind,
     pub(crate) ok: bool,
+    /// Failed by its deadline.
+    pub(crate) timed_out: bool,
     pub(crate) to_stop: Duration,
     pub(crate) stopped: Duration,
     pub(crate) restart: Duration,
@@ -246,11 +252,20 @@ pub(crate) struct Measured {
 }
 
 impl Measured {
+    /// A stop abandoned at its deadline.
+    pub(crate) fn timed_out(kind: StopKind) -> Measured {
+        Measured {
+            timed_out: true,
+            ..Measured::failed(kind)
+        }
+    }
+
     /// A stop that ended in an error before its timings meant anything.
     pub(crate) fn failed(kind: StopKind) -> Measured {
         Measured {
             kind,
             ok: false,
+            timed_out: false,
             to_stop: Duration::ZERO,
             stopped: Duration::ZERO,
             restart: Duration::ZERO,
@@ -299,6 +314,7 @@ impl Recorder {
         let k = &mut stats.kinds[m.kind as usize];
         if !m.ok {
             k.failed += 1;
+            k.timed_out += u64::from(m.timed_out);
             return;
         }
         k.count += 1;

@@ -11,7 +11,9 @@
 //!   (`stop_cpus_mutex`);
 //! - [`deadline`]: the watchdog that bounds timed stops;
 //! - [`plan`]: validation, the queueing order and the multi-stop driver;
-//! - [`report`]: statistics, stragglers and the slow-stop warning.
+//! - [`report`]: statistics, stragglers and the slow-stop warning;
+//! - `metrics` (cargo feature `metrics`): the statistics through the
+//!   `metrics` facade.
 //!
 //! The public primitives (`stop_one.rs`, `stop_cpus.rs`, `stop_machine.rs`,
 //! `stop_core.rs`, `hotplug.rs`) sit on top; the worker's side of a stopper
@@ -20,6 +22,8 @@
 pub(crate) mod completion;
 pub(crate) mod deadline;
 pub(crate) mod lock;
+#[cfg(feature = "metrics")]
+pub(crate) mod metrics;
 pub(crate) mod multi_stop;
 pub(crate) mod plan;
 pub(crate) mod report;

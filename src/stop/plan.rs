@@ -83,13 +83,16 @@ pub(crate) fn validate(shared: &Shared, mask: &CpuMask) -> Result<(), StopError>
 /// [`StopError::TimedOut`] with no straggler: another stop held the lock
 /// past the deadline.
 pub(crate) async fn lock(shared: &Shared, request: &Request) -> Result<StopGuard, StopError> {
-    shared
+    let locked = shared
         .watchdog
         .within(request.deadline, shared.stop_lock.lock())
-        .await
-        .map_err(|()| StopError::TimedOut {
+        .await;
+    locked.map_err(|()| {
+        report::record(shared, request, Measured::timed_out(request.kind));
+        StopError::TimedOut {
             stragglers: Vec::new(),
-        })
+        }
+    })
 }
 
 /// Queues `job(w)` on each worker of `mask`. The caller holds the queueing
@@ -256,10 +259,11 @@ where
         wait.await;
     }
     if ms.state() == State::Abandoned {
-        shared.stats.record(Measured::failed(request.kind));
         if let Some(why) = ms.cancellation() {
+            report::record(shared, &request, Measured::failed(request.kind));
             return Err(why);
         }
+        report::record(shared, &request, Measured::timed_out(request.kind));
         let waited: CpuMask = queued.iter().map(|(w, _)| w.index).collect();
         return Err(snapshot.timed_out(shared, &ms.stragglers(&waited), &request));
     }

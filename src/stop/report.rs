@@ -108,6 +108,7 @@ pub(crate) fn record_multi(shared: &Shared, request: &Request, t: &Timeline, cla
         Measured {
             kind: request.kind,
             ok,
+            timed_out: false,
             to_stop: run_start.saturating_duration_since(request.at),
             stopped: run_end.saturating_duration_since(run_start),
             restart: t.last_left.unwrap_or(end).saturating_duration_since(run_end),
@@ -129,7 +130,7 @@ pub(crate) fn record_each(shared: &Shared, request: &Request, runs: &[(usize, In
         runs.iter().map(|r| r.2).max(),
     ) else {
         if !ok {
-            shared.stats.record(Measured::failed(request.kind));
+            record(shared, request, Measured::failed(request.kind));
         }
         return;
     };
@@ -139,6 +140,7 @@ pub(crate) fn record_each(shared: &Shared, request: &Request, runs: &[(usize, In
         Measured {
             kind: request.kind,
             ok,
+            timed_out: false,
             to_stop: last_start.saturating_duration_since(request.at),
             stopped: last_end.saturating_duration_since(first),
             restart: Duration::ZERO,
@@ -155,7 +157,7 @@ pub(crate) fn record_each(shared: &Shared, request: &Request, runs: &[(usize, In
 /// Files a finished stop in the statistics and logs it: one `debug` event
 /// per stop, target `stop_machine::stop`, with its kind, caller and three
 /// durations (the JVM's safepoint log line).
-fn record(shared: &Shared, request: &Request, m: Measured) {
+pub(crate) fn record(shared: &Shared, request: &Request, m: Measured) {
     tracing::debug!(
         target: "stop_machine::stop",
         kind = request.kind.name(),
@@ -166,6 +168,8 @@ fn record(shared: &Shared, request: &Request, m: Measured) {
         restart = ?m.restart,
         "stop"
     );
+    #[cfg(feature = "metrics")]
+    super::metrics::export(&m);
     shared.stats.record(m);
 }
 

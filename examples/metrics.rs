@@ -1,0 +1,53 @@
+//! Stop figures a service can export: a runtime whose stops are published
+//! through the `metrics` facade, rendered by `metrics-exporter-prometheus`
+//! as a Prometheus scrape would see them.
+//!
+//! ```sh
+//! cargo run --example metrics --features metrics
+//! ```
+//!
+//! A real service serves `handle.render()` on its `/metrics` endpoint.
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use std::time::Duration;
+use stop_machine::{CpuMask, Runtime};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let rt = Runtime::builder().workers(2).pin(false).build()?;
+    let h = rt.handle().clone();
+    rt.block_on(async {
+        for _ in 0..100 {
+            h.stop_machine(|_| (), None).await?;
+        }
+        h.stop_cpus(&CpuMask::full(2), |w| w).await?;
+        // A stop held up past its bound, to show a timeout in the counters.
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = started.clone();
+        let hog = h.spawn_on(1, async move {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            let until = std::time::Instant::now() + Duration::from_millis(50);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        });
+        while !started.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        let timed_out = h
+            .stop_machine_timeout(|_| (), None, Duration::from_millis(10))
+            .await;
+        assert!(timed_out.is_err());
+        hog.await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    })
+    .map_err(|e| e as Box<dyn std::error::Error>)?;
+    for line in prometheus
+        .render()
+        .lines()
+        .filter(|l| l.contains("stop_machine_"))
+    {
+        println!("{line}");
+    }
+    Ok(())
+}
