@@ -44,24 +44,34 @@ fn hog(h: &Handle, worker: usize, release: &Arc<AtomicBool>) {
 
 /// Case 1: `park_worker(1)` holds the stop lock and waits for worker 1,
 /// whose task is blocked in `stop_machine_blocking` waiting for that lock.
-/// The blocked worker now serves the park in place.
+/// The blocked worker now serves the park in place. The order is forced:
+/// the park takes the lock while worker 1 is busy, and only then does the
+/// task on worker 1 ask for it.
 #[test]
 fn case_1_park_against_a_blocking_stop_on_the_parked_worker() {
     watchdog("case_1", || {
         let rt = runtime(2);
         let h = rt.handle().clone();
         for _ in 0..10 {
-            let (release, holder) = hold_stop_lock(&h, 0);
-            let (asked_tx, asked_rx) = mpsc::channel();
+            let go = Arc::new(AtomicBool::new(false));
+            let (started_tx, started_rx) = mpsc::channel();
+            let go2 = go.clone();
             let blocker = h.spawn_on(1, async move {
-                asked_tx.send(()).unwrap();
+                started_tx.send(()).unwrap();
+                while !go2.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
                 stop_machine::stop_machine_blocking(|w| w, Some(&CpuMask::of(0)))
             });
-            asked_rx.recv().unwrap();
+            started_rx.recv().unwrap();
             let h2 = h.clone();
             let parker = std::thread::spawn(move || futures::executor::block_on(h2.park_worker(1)));
-            drop(release);
-            holder.join().unwrap();
+            // The park has taken the stop lock and waits for worker 1.
+            while h.is_online(1) {
+                std::thread::yield_now();
+            }
+            // Only now does worker 1's task block on that lock.
+            go.store(true, Ordering::SeqCst);
             assert_eq!(parker.join().unwrap(), Ok(()));
             futures::executor::block_on(h.unpark_worker(1)).unwrap();
             assert_eq!(futures::executor::block_on(blocker).unwrap(), Ok(0));
@@ -310,15 +320,52 @@ fn case_6_a_foreign_block_on_on_a_worker_is_refused() {
     });
 }
 
+/// One scheduler round trip: wakes itself and returns `Pending` once.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Case 7: `park_worker` from a plain thread racing the runtime's drop
-/// returns, with `Ok` or `Shutdown`, instead of waiting forever.
+/// returns, with `Ok` or `Shutdown`, instead of waiting forever. Worker 1
+/// is kept hot (a task that yields in a loop, so it sees the shutdown at
+/// once) and the thread parks and unparks it back to back until the
+/// runtime is gone, so that the drop lands inside a park; the window is
+/// narrow, hence the rounds.
 #[test]
 fn case_7_park_racing_shutdown_returns() {
     watchdog("case_7", || {
-        for _ in 0..50 {
+        for _ in 0..1500 {
             let rt = runtime(2);
             let h = rt.handle().clone();
-            let parker = std::thread::spawn(move || futures::executor::block_on(h.park_worker(1)));
+            drop(h.spawn_on(1, async {
+                loop {
+                    yield_once().await;
+                }
+            }));
+            let (running_tx, running_rx) = mpsc::channel();
+            let parker = std::thread::spawn(move || {
+                let mut running = Some(running_tx);
+                for _ in 0..100_000 {
+                    let parked = futures::executor::block_on(h.park_worker(1));
+                    if let Some(tx) = running.take() {
+                        tx.send(()).unwrap();
+                    }
+                    parked?;
+                    futures::executor::block_on(h.unpark_worker(1))?;
+                }
+                Ok(())
+            });
+            running_rx.recv().unwrap();
             drop(rt);
             let out = parker.join().unwrap();
             assert!(matches!(out, Ok(()) | Err(StopError::Shutdown)), "{out:?}");
@@ -372,7 +419,10 @@ fn case_9_a_worker_in_its_stopper_names_no_task() {
 
 /// Case 10: tasks woken from other threads while the runtime shuts down,
 /// `spawn_local` ones included, are all dropped on their own worker: no
-/// abort, no leak.
+/// abort, no leak. Two feeders are known to be waking tasks when the drop
+/// starts and go on until it has returned; the window (a wake between its
+/// state change and its push to the remote queue) is narrow, hence the
+/// rounds.
 #[test]
 fn case_10_wakes_racing_the_shutdown_drain() {
     in_child("case_10_wakes_racing_the_shutdown_drain", || {
@@ -382,12 +432,12 @@ fn case_10_wakes_racing_the_shutdown_drain() {
                 self.0.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        for round in 0..30 {
+        for round in 0..200 {
             let rt = runtime(2);
             let h = rt.handle().clone();
             let alive = Arc::new(AtomicUsize::new(0));
             let mut senders = Vec::new();
-            for i in 0..8 {
+            for i in 0..32 {
                 let (tx, rx) = futures::channel::mpsc::unbounded::<()>();
                 senders.push(tx);
                 let (ready_tx, ready_rx) = mpsc::channel();
@@ -406,15 +456,38 @@ fn case_10_wakes_racing_the_shutdown_drain() {
                 }));
                 ready_rx.recv().unwrap();
             }
-            let feeder = std::thread::spawn(move || {
-                for _ in 0..200 {
-                    for tx in &senders {
-                        let _ = tx.unbounded_send(());
-                    }
-                }
-            });
+            let senders = Arc::new(senders);
+            let done = Arc::new(AtomicBool::new(false));
+            let (running_tx, running_rx) = mpsc::channel();
+            let feeders: Vec<_> = (0..2)
+                .map(|k| {
+                    let (senders, done, running_tx) = (senders.clone(), done.clone(), running_tx.clone());
+                    std::thread::spawn(move || {
+                        let n = senders.len();
+                        for pass in 0..20_000 {
+                            if done.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            // Each feeder walks the tasks in its own order.
+                            for j in 0..n {
+                                let _ = senders[if k == 0 { j } else { n - 1 - j }].unbounded_send(());
+                            }
+                            if pass == 0 {
+                                running_tx.send(()).unwrap();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            drop(running_tx);
+            for _ in 0..2 {
+                running_rx.recv().unwrap();
+            }
             drop(rt);
-            feeder.join().unwrap();
+            done.store(true, Ordering::SeqCst);
+            for f in feeders {
+                f.join().unwrap();
+            }
             assert_eq!(
                 alive.load(Ordering::SeqCst),
                 0,

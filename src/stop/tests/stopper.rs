@@ -217,3 +217,39 @@ fn model_stopper_queueing_order() {
         assert_eq!(ran[0], ran[1], "the stoppers disagree on the queueing order");
     });
 }
+
+/// Case 7 of the reliability issue, at the stopper: a park (`park_worker`
+/// on a plain thread) races the shutdown (`Runtime::drop`) instead of
+/// preceding it. The park is either refused with `Shutdown` or
+/// acknowledged; it is never taken and left unacknowledged.
+#[test]
+fn model_stopper_park_racing_shutdown() {
+    model(3, || {
+        let stopper = Arc::new(Stopper::new());
+        let worker = {
+            let stopper = stopper.clone();
+            thread::spawn(move || worker_loop(&stopper))
+        };
+        let parker = {
+            let (stopper, w) = (stopper.clone(), worker.thread().clone());
+            thread::spawn(move || {
+                let ack = Arc::new(Completion::new(1));
+                let parked = stopper.request_offline(&ack);
+                w.unpark();
+                (parked, ack)
+            })
+        };
+        stopper.close();
+        worker.thread().unpark();
+        let (parked, ack) = parker.join().unwrap();
+        worker.join().unwrap();
+        match parked {
+            Ok(()) => assert!(
+                ack.is_done(),
+                "a park taken before shutdown was never acknowledged"
+            ),
+            Err(why) => assert_eq!(why, StopError::Shutdown),
+        }
+        assert_eq!(stopper.life(), Life::Closed);
+    });
+}
