@@ -236,6 +236,29 @@ where
     });
 }
 
+/// Benchmarks `stop_machine(noop, None)` from a task on worker 0 that sleeps
+/// on a tokio timer before each stop; only the stop is timed.
+fn woken_by_timer(g: &mut Group<'_>, rt: &Runtime, id: &str) {
+    let recorder = g.recorder(id);
+    g.bench(id, |iters| {
+        let (recorder, h) = (recorder.clone(), rt.handle().clone());
+        on_worker0(rt, async move {
+            let mut ops = Vec::with_capacity((iters * STOPS) as usize);
+            let mut total = Duration::ZERO;
+            for _ in 0..iters * STOPS {
+                tokio::time::sleep(Duration::from_micros(50)).await;
+                let t = Instant::now();
+                h.stop_machine(noop, None).await.expect("stop");
+                let d = t.elapsed();
+                ops.push(d.as_nanos() as u64);
+                total += d;
+            }
+            recorder.add(&ops);
+            total
+        })
+    });
+}
+
 /// Benchmarks `op` (one stop, blocking) from the benchmark's own thread, an
 /// outside thread of the runtime, timing each stop.
 fn from_thread<R>(g: &mut Group<'_>, rt: &Runtime, id: &str, op: impl Fn(&Handle) -> Result<R, StopError>) {
@@ -270,6 +293,11 @@ fn stops_with(c: &mut Criterion, label: &str, rt: &Runtime) {
         from_thread(&mut g, rt, &format!("stop_machine_blocking_{l}_thread"), |h| {
             h.stop_machine_blocking(noop, None)
         });
+        if load == Load::Idle {
+            // stop_machine(noop, None) from a task just woken by a tokio timer, the other workers asleep: the
+            // caller's worker was parked in its driver a moment ago, the others are claimed unwoken.
+            woken_by_timer(&mut g, rt, &format!("stop_machine_{l}_woken_task"));
+        }
         if load != Load::Tcp {
             // stop_cpus(all, noop) from a task on worker 0: every worker runs the function, idle ones are woken.
             let all = CpuMask::full(workers);
