@@ -119,6 +119,11 @@ async fn the_other_arguments_build_a_working_runtime() {
     );
 }
 
+#[stop_machine::test(boost_stragglers = false)]
+async fn boost_stragglers_reaches_the_builder() {
+    assert!(!Handle::current().boosting());
+}
+
 /// `crate = path` names the crate through a re-export, as tokio's does.
 mod reexport {
     pub use stop_machine as sm;

@@ -35,6 +35,7 @@ pub(crate) const NAMES: &[&str] = &[
     "stop_timeout_ms",
     "slow_stop_warning_ms",
     "stop_a_lot",
+    "boost_stragglers",
     "crate",
 ];
 
@@ -51,6 +52,7 @@ pub(crate) struct Args {
     pub(crate) stop_timeout_ms: Option<u64>,
     pub(crate) slow_stop_warning_ms: Option<u64>,
     pub(crate) stop_a_lot: Option<u32>,
+    pub(crate) boost_stragglers: Option<bool>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -79,7 +81,7 @@ impl Args {
         if !meta.input.peek(Token![=]) {
             let example = match name.as_str() {
                 "workers" | "event_interval" => format!("{name} = 4"),
-                "pin" | "per_core" => format!("{name} = true"),
+                "pin" | "per_core" | "boost_stragglers" => format!("{name} = true"),
                 "thread_name" => format!("{name} = \"app\""),
                 "crate" => format!("{name} = my_reexport::stop_machine"),
                 _ => format!("{name} = 100"),
@@ -115,6 +117,7 @@ impl Args {
             }
             "pin" => once(&mut self.pin, boolean(&expr, &name)?, &path),
             "per_core" => once(&mut self.per_core, boolean(&expr, &name)?, &path),
+            "boost_stragglers" => once(&mut self.boost_stragglers, boolean(&expr, &name)?, &path),
             "thread_name" => once(&mut self.thread_name, string(&expr, &name)?, &path),
             "event_interval" => {
                 let n: u32 = int(&expr, &name, "task polls between driver turns")?;
@@ -283,7 +286,7 @@ mod tests {
     fn every_argument() {
         let args = ok(
             Kind::Main,
-            r#"workers = 3, pin = false, thread_name = "db", event_interval = 31, per_core = true, stop_timeout_ms = 250, slow_stop_warning_ms = 0, stop_a_lot = 50u32, crate = ::my::stop_machine,"#,
+            r#"workers = 3, pin = false, thread_name = "db", event_interval = 31, per_core = true, stop_timeout_ms = 250, slow_stop_warning_ms = 0, stop_a_lot = 50u32, boost_stragglers = false, crate = ::my::stop_machine,"#,
         );
         assert_eq!(
             args,
@@ -296,6 +299,7 @@ mod tests {
                 stop_timeout_ms: Some(250),
                 slow_stop_warning_ms: Some(0),
                 stop_a_lot: Some(50),
+                boost_stragglers: Some(false),
                 krate: Some(syn::parse_quote!(::my::stop_machine)),
             }
         );
@@ -344,6 +348,10 @@ mod tests {
         assert_eq!(at, "\"4\"");
         assert_eq!(err(r#"pin = 1"#), "`pin` takes `true` or `false`");
         assert_eq!(err(r#"per_core = "yes""#), "`per_core` takes `true` or `false`");
+        assert_eq!(
+            err(r#"boost_stragglers = 0"#),
+            "`boost_stragglers` takes `true` or `false`"
+        );
         assert_eq!(
             err(r#"thread_name = db"#),
             "`thread_name` takes a string literal, e.g. `thread_name = \"app\"`"

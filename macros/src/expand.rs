@@ -195,6 +195,9 @@ fn builder(kind: Kind, args: &Args, krate: &TokenStream) -> TokenStream {
     if let Some(n) = args.stop_a_lot {
         calls.extend(quote! { .stop_a_lot(#n) });
     }
+    if let Some(on) = args.boost_stragglers {
+        calls.extend(quote! { .boost_stragglers(#on) });
+    }
     quote! { #krate::Builder::new() #calls }
 }
 
@@ -253,14 +256,15 @@ mod tests {
         let out = expanded(
             Kind::Main,
             "workers = 3, pin = false, thread_name = \"db\", event_interval = 31, per_core = true, \
-             stop_timeout_ms = 250, slow_stop_warning_ms = 20, stop_a_lot = 50, crate = sm",
+             stop_timeout_ms = 250, slow_stop_warning_ms = 20, stop_a_lot = 50, boost_stragglers = false, \
+             crate = sm",
             "async fn main() {}",
         );
         let calls = "sm :: Builder :: new () . workers (3usize) . pin (false) . thread_name (\"db\") \
              . event_interval (31u32) . per_core () \
              . stop_timeout (:: std :: time :: Duration :: from_millis (250u64)) \
              . slow_stop_warning (:: core :: option :: Option :: Some (:: std :: time :: Duration :: from_millis (20u64))) \
-             . stop_a_lot (50u32) . build ()";
+             . stop_a_lot (50u32) . boost_stragglers (false) . build ()";
         assert!(out.contains(calls), "{out}");
     }
 

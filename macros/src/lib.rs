@@ -84,6 +84,7 @@ use proc_macro::TokenStream;
 /// | `stop_timeout_ms = 250` | `.stop_timeout(Duration::from_millis(250))` | no bound |
 /// | `slow_stop_warning_ms = 20` | `.slow_stop_warning(Some(Duration::from_millis(20)))`; `0` is `None`, no warning | 10 ms |
 /// | `stop_a_lot = 50` | `.stop_a_lot(50)` (`0` turns it off) | off, or `STOP_MACHINE_STOP_A_LOT` in debug builds |
+/// | `boost_stragglers = false` | `.boost_stragglers(false)` | `true` (where the OS allows it) |
 /// | `crate = path` | the path the expansion names the crate by | `::stop_machine` |
 ///
 /// Integers are unsuffixed or carry an unsigned suffix (`50u32`); the
