@@ -6,11 +6,12 @@
 //! cargo run --example topology --features hwloc   # read from hwloc
 //! ```
 
-use stop_machine::Runtime;
+use stop_machine::Handle;
 
-fn main() -> std::io::Result<()> {
-    let rt = Runtime::new()?;
-    let handle = rt.handle();
+/// On the runtime `Runtime::new()` builds: one pinned worker per CPU.
+#[stop_machine::main]
+async fn main() {
+    let handle = Handle::current();
     let placement = handle.topology();
     let machine = placement.topology();
     println!(
@@ -50,5 +51,4 @@ fn main() -> std::io::Result<()> {
         println!("core {core}: workers {}", placement.core_mask(core));
     }
     println!("one worker per core: {}", placement.one_per_core());
-    Ok(())
 }

@@ -18,6 +18,12 @@
 //! });
 //! assert_eq!(answer, Ok(42));
 //! ```
+//!
+//! With the cargo feature `macros` (on by default), the attributes
+//! `#[stop_machine::main]` and `#[stop_machine::test]` build the runtime for
+//! a program or a test, as `#[tokio::main]` and `#[tokio::test]` do: write
+//! `#[stop_machine::main(workers = 4)]` on an `async fn main`, and its body
+//! runs on a worker of a four-worker runtime.
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_debug_implementations)]
 
@@ -50,3 +56,9 @@ pub use stop_cpus::{stop_cpus, try_stop_cpus};
 pub use stop_machine::{stop_machine, stop_machine_blocking, stop_two_cpus};
 pub use stop_one::{stop_one_cpu, stop_one_cpu_nowait};
 pub use topology::{Pu, Topology, WorkerPlacement};
+
+// The attributes' docs are the macro crate's, which rustdoc shows here; their
+// examples run as that crate's doctests (it has this crate as a
+// dev-dependency), and integration/macros.rs tests them from outside.
+#[cfg(feature = "macros")]
+pub use stop_machine_macros::{main, test};
