@@ -62,3 +62,9 @@ pub use topology::{Pu, Topology, WorkerPlacement};
 // dev-dependency), and integration/macros.rs tests them from outside.
 #[cfg(feature = "macros")]
 pub use stop_machine_macros::{main, test};
+
+/// The README's examples, compiled and run as doctests so that the first
+/// page a newcomer reads stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
