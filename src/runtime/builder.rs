@@ -303,11 +303,10 @@ impl Builder {
             .iter()
             .enumerate()
             .map(|(i, cpu)| {
-                let shares_cpu = match cpu {
-                    Some(c) => worker_cpus.iter().filter(|o| **o == Some(*c)).count() > 1,
-                    None => n > cpus.len(),
-                };
-                Arc::new(Worker::new(i, *cpu, shares_cpu))
+                let siblings = (0..n)
+                    .filter(|j| *j != i && cpu.is_some() && worker_cpus[*j] == *cpu)
+                    .collect();
+                Arc::new(Worker::new(i, *cpu, siblings))
             })
             .collect();
         let placement = WorkerPlacement::new(machine, worker_cpus);

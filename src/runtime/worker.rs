@@ -88,9 +88,8 @@ pub(crate) struct Worker {
     pub(crate) index: usize,
     /// The OS CPU the worker is pinned to, if any.
     pub(crate) cpu: Option<usize>,
-    /// Whether other workers may run on the same CPU (pinned to it, or
-    /// unpinned with more workers than CPUs).
-    pub(crate) shares_cpu: bool,
+    /// The other workers pinned to the same CPU.
+    pub(crate) siblings: Vec<usize>,
     poll: CachePadded<PollRecord>,
     inbox: CachePadded<Inbox>,
     pub(crate) stopper: CachePadded<Stopper>,
@@ -109,11 +108,11 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, cpu: Option<usize>, shares_cpu: bool) -> Worker {
+    pub(crate) fn new(index: usize, cpu: Option<usize>, siblings: Vec<usize>) -> Worker {
         Worker {
             index,
             cpu,
-            shares_cpu,
+            siblings,
             poll: CachePadded::new(PollRecord {
                 task: AtomicU64::new(0),
                 location: AtomicPtr::new(std::ptr::null_mut()),

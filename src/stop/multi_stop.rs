@@ -259,6 +259,18 @@ where
         self.error.lock().clone()
     }
 
+    /// Whether any of `workers` has arrived in this stop and not left it
+    /// yet (a participant the OS may have to schedule before it is over).
+    pub(crate) fn still_inside(&self, workers: &[usize]) -> bool {
+        if workers.is_empty() {
+            return false;
+        }
+        let t = self.timeline.lock();
+        workers
+            .iter()
+            .any(|w| t.arrivals.iter().any(|(a, _)| a == w) && !t.lefts.iter().any(|(l, _)| l == w))
+    }
+
     /// The participants that had not reached PREPARE.
     pub(crate) fn stragglers(&self, participants: &CpuMask) -> CpuMask {
         let arrived: CpuMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();

@@ -188,17 +188,18 @@ where
             .filter(|w| !claimed.iter().any(|c| c.index == *w));
         let (queued, _refused) = queue_on(shared, &order, unclaimed, &request, |w| {
             let (ms, done) = (ms.clone(), done.clone());
-            let yields = shared.workers[w].shares_cpu;
+            let siblings = shared.workers[w].siblings.clone();
             move |go: Go| {
                 match go {
                     Ok(()) => ms.participate(w),
                     Err(why) => ms.cancelled(why),
                 }
                 done.signal();
-                // A worker sharing its CPU hands it over once on its way
-                // out, so that a sibling still in this stop can leave too
-                // instead of waiting for the OS's next tick.
-                if yields {
+                // A worker sharing its CPU with a participant still in this
+                // stop hands the CPU over once on its way out, so that the
+                // sibling can leave too instead of waiting for the OS's
+                // next tick behind this worker's tasks.
+                if ms.still_inside(&siblings) {
                     std::thread::yield_now();
                 }
             }
@@ -245,8 +246,10 @@ where
         drop(guard);
     });
     service::serve_here(shared);
-    if ms.state() == State::Exit {
-        settle(&done);
+    if ms.state() == State::Exit
+        && let Some(here) = crate::runtime::context::current_worker_of(shared)
+    {
+        settle(&done, &ms, &here.siblings);
     }
     let mut wait = pin!(done.wait());
     if shared
@@ -275,13 +278,22 @@ where
 }
 
 /// The caller took part in its stop inline and is out of it: wait a moment
-/// (spin, then yield the CPU) for the other participants to leave too, so
-/// that the caller resumes now rather than behind the tasks queued on its
-/// worker. Bounded: a participant that is slower than that wakes the
+/// for the other participants to leave too, so that the caller resumes now
+/// rather than behind the tasks queued on its worker. It spins, or yields
+/// its CPU while a sibling sharing it is still inside the stop (yielding
+/// otherwise would hand the CPU to a sibling busy with its tasks, for a
+/// whole time slice). Bounded: a participant slower than that wakes the
 /// caller as usual.
-fn settle(done: &Completion) {
+fn settle<F, R>(done: &Completion, ms: &MultiStop<F, R>, siblings: &[usize])
+where
+    F: Fn(usize) -> R,
+{
     let backoff = crate::sync::Backoff::new();
     while !done.is_done() && !backoff.is_completed() {
-        backoff.snooze();
+        if ms.still_inside(siblings) {
+            std::thread::yield_now();
+        } else {
+            backoff.spin();
+        }
     }
 }

@@ -118,6 +118,10 @@ mod loom_shim {
             loom::thread::yield_now();
         }
 
+        pub(crate) fn spin(&self) {
+            loom::thread::yield_now();
+        }
+
         pub(crate) fn is_completed(&self) -> bool {
             true
         }
