@@ -88,7 +88,7 @@ impl CpuMask {
     /// ```
     pub fn full(n: usize) -> CpuMask {
         let mut words = vec![u64::MAX; n / BITS];
-        if n % BITS != 0 {
+        if !n.is_multiple_of(BITS) {
             words.push((1u64 << (n % BITS)) - 1);
         }
         CpuMask { words }
