@@ -53,8 +53,8 @@ use std::task::Waker;
 #[derive(Debug, Default)]
 struct Registry {
     closed: bool,
-    /// Each live task's waker (`None` while it is being spawned).
-    tasks: slab::Slab<Option<Waker>>,
+    /// Each live task's waker.
+    tasks: slab::Slab<Waker>,
 }
 
 /// What the worker is polling: written on every poll by the worker alone.
@@ -144,18 +144,11 @@ impl Worker {
         self.notify();
     }
 
-    /// Reserves a registry slot for a task about to be spawned; `None` once
-    /// the worker has shut down (the task is then dropped unrun).
-    pub(crate) fn register_task(&self) -> Option<usize> {
+    /// Registers a freshly spawned task by its waker; `None` once the
+    /// worker has shut down (the task is then dropped unrun).
+    pub(crate) fn register_task(&self, waker: Waker) -> Option<usize> {
         let mut registry = self.registry.lock();
-        (!registry.closed).then(|| registry.tasks.insert(None))
-    }
-
-    /// Records the waker of a task registered at `key`.
-    pub(crate) fn set_task_waker(&self, key: usize, waker: Waker) {
-        if let Some(slot) = self.registry.lock().tasks.get_mut(key) {
-            *slot = Some(waker);
-        }
+        (!registry.closed).then(|| registry.tasks.insert(waker))
     }
 
     /// The task at `key` has been dropped.
@@ -169,7 +162,7 @@ impl Worker {
         let (wakers, live) = {
             let mut registry = self.registry.lock();
             registry.closed = true;
-            let wakers: Vec<Waker> = registry.tasks.iter().filter_map(|(_, w)| w.clone()).collect();
+            let wakers: Vec<Waker> = registry.tasks.iter().map(|(_, w)| w.clone()).collect();
             (wakers, registry.tasks.len())
         };
         for waker in wakers {

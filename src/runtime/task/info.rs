@@ -1,7 +1,7 @@
 //! What every task carries in its allocation: its id, where it was
 //! spawned, and the flags the scheduler and its handle share.
 
-use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::any::Any;
 use std::fmt;
 use std::num::NonZeroU64;
@@ -65,6 +65,11 @@ pub(crate) struct TaskInfo {
     /// reports it instead of a cancellation. Written once, by whoever drops
     /// the future; read by the handle after the task has ended.
     drop_panic: std::sync::Mutex<Option<Box<dyn Any + Send>>>,
+    /// Whether `drop_panic` holds a payload: lets a handle skip the lock.
+    dropped_panicking: AtomicBool,
+    /// Its key in its worker's registry, `usize::MAX` until registered.
+    /// Written once, before the task's first poll, by its spawner.
+    registry_key: AtomicUsize,
 }
 
 impl TaskInfo {
@@ -74,6 +79,8 @@ impl TaskInfo {
             location,
             aborted: AtomicBool::new(false),
             drop_panic: std::sync::Mutex::new(None),
+            dropped_panicking: AtomicBool::new(false),
+            registry_key: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -87,12 +94,25 @@ impl TaskInfo {
         self.aborted.store(true, Ordering::Release);
     }
 
+    pub(crate) fn set_registry_key(&self, key: usize) {
+        self.registry_key.store(key, Ordering::Release);
+    }
+
+    pub(crate) fn registry_key(&self) -> Option<usize> {
+        let key = self.registry_key.load(Ordering::Acquire);
+        (key != usize::MAX).then_some(key)
+    }
+
     pub(crate) fn set_drop_panic(&self, payload: Box<dyn Any + Send>) {
         let mut slot = self.drop_panic.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(payload);
+        self.dropped_panicking.store(true, Ordering::Release);
     }
 
     pub(crate) fn take_drop_panic(&self) -> Option<Box<dyn Any + Send>> {
+        if !self.dropped_panicking.load(Ordering::Acquire) {
+            return None;
+        }
         self.drop_panic.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

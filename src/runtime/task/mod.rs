@@ -67,8 +67,9 @@ struct Guarded<F> {
     fut: ManuallyDrop<F>,
     info: InfoRef,
     id: TaskId,
-    /// Dropped after `fut`: a task counts as alive until its future is gone.
-    _registered: Registered,
+    /// Whose registry holds the task: it counts as alive there until its
+    /// future is gone.
+    worker: Arc<Worker>,
 }
 
 impl<F: Future> Future for Guarded<F> {
@@ -91,24 +92,13 @@ impl<F> Drop for Guarded<F> {
     fn drop(&mut self) {
         // SAFETY: `fut` is dropped once, here, in place (it is pinned).
         let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(&mut self.fut) }));
+        // SAFETY: see `InfoRef`: the allocation holding the info is alive
+        // while its future is being dropped.
+        let info = unsafe { self.info.0.as_ref() };
         if let Err(payload) = dropped {
-            // SAFETY: see `InfoRef`: the allocation holding the info is
-            // alive while its future is being dropped.
-            unsafe { self.info.0.as_ref() }.set_drop_panic(payload);
+            info.set_drop_panic(payload);
         }
-    }
-}
-
-/// Holds a task's place in its worker's registry until its future is
-/// dropped.
-struct Registered {
-    worker: Arc<Worker>,
-    key: Option<usize>,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        if let Some(key) = self.key {
+        if let Some(key) = info.registry_key() {
             self.worker.forget_task(key);
         }
     }
@@ -124,7 +114,7 @@ type Pair<T> = (
 struct Maker<F> {
     fut: F,
     id: TaskId,
-    registered: Registered,
+    worker: Arc<Worker>,
 }
 
 impl<F> Maker<F> {
@@ -133,14 +123,14 @@ impl<F> Maker<F> {
             fut: ManuallyDrop::new(self.fut),
             info: InfoRef(NonNull::from(info)),
             id: self.id,
-            _registered: self.registered,
+            worker: self.worker,
         }
     }
 }
 
-/// Registers a task with `worker`, builds it with `build` (which spawns it
-/// through async-task) and schedules it; a worker that has shut down gets
-/// no task and the handle reports cancellation.
+/// Builds a task with `build` (which spawns it through async-task),
+/// registers it with `worker` and schedules it; a worker that has shut down
+/// gets no task and the handle reports cancellation.
 fn spawn_with<F: Future>(
     worker: &Arc<Worker>,
     location: &'static Location<'static>,
@@ -148,23 +138,21 @@ fn spawn_with<F: Future>(
     build: impl FnOnce(async_task::Builder<TaskInfo>, Maker<F>) -> Pair<F::Output>,
 ) -> JoinHandle<F::Output> {
     let id = TaskId::next();
-    let key = worker.register_task();
     let maker = Maker {
         fut,
         id,
-        registered: Registered {
-            worker: worker.clone(),
-            key,
-        },
+        worker: worker.clone(),
     };
     let (runnable, task) = build(
         async_task::Builder::new().metadata(TaskInfo::new(id, location)),
         maker,
     );
     let handle = JoinHandle::new(&runnable, task, id);
-    match key {
+    // Registered before its first schedule, so it cannot end before its
+    // key is known.
+    match worker.register_task(runnable.waker()) {
         Some(key) => {
-            worker.set_task_waker(key, runnable.waker());
+            runnable.metadata().set_registry_key(key);
             runnable.schedule();
         }
         None => drop(runnable),
