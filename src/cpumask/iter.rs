@@ -1,10 +1,14 @@
-//! Iterating over a [`CpuMask`] and building one from ids.
+//! Iterating over a mask and building one from ids: [`Iter`], and the
+//! iterator and range conversions of [`CpuMask`] and [`WorkerMask`].
 
 use std::iter::FusedIterator;
+use std::ops::{Range, RangeInclusive};
 
-use super::{BITS, CpuMask};
+use super::bits::{BITS, Bits};
+use super::{CpuMask, WorkerMask};
 
-/// Ascending iterator over the workers of a [`CpuMask`], from [`CpuMask::iter`].
+/// Ascending iterator over the ids of a mask, from [`CpuMask::iter`] or
+/// [`WorkerMask::iter`].
 ///
 /// # Examples
 ///
@@ -65,41 +69,79 @@ impl ExactSizeIterator for Iter<'_> {}
 
 impl FusedIterator for Iter<'_> {}
 
-impl<'a> IntoIterator for &'a CpuMask {
-    type Item = usize;
-    type IntoIter = Iter<'a>;
+/// Iterating over a mask type, and building one from ids and ranges of ids.
+macro_rules! from_ids {
+    ($T:ident, $id:ident, $one:literal, $many:literal) => {
+        impl<'a> IntoIterator for &'a $T {
+            type Item = usize;
+            type IntoIter = Iter<'a>;
 
-    fn into_iter(self) -> Iter<'a> {
-        self.iter()
-    }
-}
-
-impl FromIterator<usize> for CpuMask {
-    fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> CpuMask {
-        let mut mask = CpuMask::new();
-        mask.extend(iter);
-        mask
-    }
-}
-
-impl Extend<usize> for CpuMask {
-    fn extend<I: IntoIterator<Item = usize>>(&mut self, iter: I) {
-        for worker in iter {
-            self.insert(worker);
+            fn into_iter(self) -> Iter<'a> {
+                self.iter()
+            }
         }
-    }
+
+        impl FromIterator<usize> for $T {
+            fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> $T {
+                let mut mask = $T::new();
+                mask.extend(iter);
+                mask
+            }
+        }
+
+        impl Extend<usize> for $T {
+            fn extend<I: IntoIterator<Item = usize>>(&mut self, iter: I) {
+                for $id in iter {
+                    self.insert($id);
+                }
+            }
+        }
+
+        impl<'a> Extend<&'a usize> for $T {
+            fn extend<I: IntoIterator<Item = &'a usize>>(&mut self, iter: I) {
+                self.extend(iter.into_iter().copied());
+            }
+        }
+
+        impl From<Range<usize>> for $T {
+            #[doc = concat!("The ", $many, " of `range`; an empty range gives the empty mask.")]
+            fn from(range: Range<usize>) -> $T {
+                $T {
+                    bits: Bits::range(range),
+                }
+            }
+        }
+
+        impl From<RangeInclusive<usize>> for $T {
+            #[doc = concat!("The ", $many, " of `range`; an empty range gives the empty mask.")]
+            fn from(range: RangeInclusive<usize>) -> $T {
+                $T {
+                    bits: Bits::range_inclusive(range),
+                }
+            }
+        }
+    };
 }
 
-impl<'a> Extend<&'a usize> for CpuMask {
-    fn extend<I: IntoIterator<Item = &'a usize>>(&mut self, iter: I) {
-        self.extend(iter.into_iter().copied());
-    }
-}
+for_each_mask!(from_ids);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(CpuMask::from(3..7).to_string(), "3-6");
+        assert_eq!(CpuMask::from(3..=7).to_string(), "3-7");
+        assert!(CpuMask::from(5..5).is_empty());
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = CpuMask::from(7..3);
+        assert!(reversed.is_empty());
+        assert_eq!(CpuMask::from(130..=130), CpuMask::of(130));
+        assert_eq!(CpuMask::from(60..70).weight(), 10);
+        assert_eq!(CpuMask::from(128..192).first(), Some(128));
+    }
 
     #[test]
     fn iteration_matches_btreeset() {

@@ -1,45 +1,47 @@
-//! The kernel's cpulist text form of a [`CpuMask`] (`"0-3,8,10-11"`):
-//! `Display`, `FromStr` and [`ParseCpuMaskError`].
+//! The kernel's cpulist text form of both masks (`"0-3,8,10-11"`): `Display`,
+//! `Debug` and `FromStr`, and [`ParseCpuMaskError`].
 
 use std::error::Error;
 use std::fmt;
 use std::str::FromStr;
 
-use super::CpuMask;
+use super::bits::Bits;
+use super::{CpuMask, WorkerMask};
 
-impl fmt::Display for CpuMask {
-    /// Formats the mask as a kernel cpulist, e.g. `0-3,8,10-11`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut iter = self.iter().peekable();
-        let mut first = true;
-        while let Some(start) = iter.next() {
-            let mut end = start;
-            while iter.peek() == Some(&(end + 1)) {
-                end += 1;
-                iter.next();
-            }
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            if start == end {
-                write!(f, "{start}")?;
-            } else {
-                write!(f, "{start}-{end}")?;
-            }
+/// Writes `bits` as a kernel cpulist, e.g. `0-3,8,10-11`.
+fn write_list(bits: &Bits, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let mut iter = bits.iter().peekable();
+    let mut first = true;
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&(end + 1)) {
+            end += 1;
+            iter.next();
         }
-        Ok(())
+        if !first {
+            f.write_str(",")?;
+        }
+        first = false;
+        if start == end {
+            write!(f, "{start}")?;
+        } else {
+            write!(f, "{start}-{end}")?;
+        }
     }
+    Ok(())
 }
-/// Why a cpulist string could not be parsed into a [`CpuMask`].
+
+/// Why a cpulist string could not be parsed into a [`CpuMask`] or a
+/// [`WorkerMask`]: both read the same text form, and fail the same way.
 ///
 /// # Examples
 ///
 /// ```
-/// use stop_machine::CpuMask;
+/// use stop_machine::{CpuMask, WorkerMask};
 ///
 /// let err = "3-1".parse::<CpuMask>().unwrap_err();
 /// assert_eq!(err.to_string(), "range start 3 greater than end 1");
+/// assert_eq!("3-1".parse::<WorkerMask>().unwrap_err(), err);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseCpuMaskError {
@@ -78,7 +80,7 @@ pub enum ParseCpuMaskErrorKind {
 }
 
 impl ParseCpuMaskError {
-    /// The highest id accepted by [`CpuMask::from_str`].
+    /// The highest id accepted by the `from_str` of [`CpuMask`] and [`WorkerMask`].
     ///
     /// Parsing caps ids because a mask allocates one bit per id up to its highest,
     /// and a stray `"0-18446744073709551615"` must not exhaust memory. The bound is
@@ -87,11 +89,11 @@ impl ParseCpuMaskError {
     /// # Examples
     ///
     /// ```
-    /// use stop_machine::{CpuMask, ParseCpuMaskError};
+    /// use stop_machine::{CpuMask, ParseCpuMaskError, WorkerMask};
     ///
     /// let max = ParseCpuMaskError::MAX_ID;
     /// assert!(max.to_string().parse::<CpuMask>().is_ok());
-    /// assert!((max + 1).to_string().parse::<CpuMask>().is_err());
+    /// assert!((max + 1).to_string().parse::<WorkerMask>().is_err());
     /// ```
     pub const MAX_ID: usize = (1 << 20) - 1;
 
@@ -127,7 +129,7 @@ impl fmt::Display for ParseCpuMaskError {
                 write!(f, "range start {start} greater than end {end}")
             }
             ParseCpuMaskErrorKind::TooLarge(s) => {
-                write!(f, "cpu id {s} exceeds the maximum {}", ParseCpuMaskError::MAX_ID)
+                write!(f, "id {s} exceeds the maximum {}", ParseCpuMaskError::MAX_ID)
             }
         }
     }
@@ -148,49 +150,76 @@ fn parse_id(s: &str) -> Result<usize, ParseCpuMaskError> {
     }
 }
 
-impl FromStr for CpuMask {
-    type Err = ParseCpuMaskError;
-
-    /// Parses a kernel cpulist such as `"0-3,8,10-11"`.
-    ///
-    /// Whitespace around items and bounds is ignored, so a line read from
-    /// `/sys/devices/system/cpu/online` parses as is; an empty (or blank) string
-    /// is the empty mask. The kernel's stride form (`"0-15:2/4"`) is not supported.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`ParseCpuMaskError`] for an empty item (`"1,,2"`), a non-decimal id
-    /// (`"a"`), a range missing a bound (`"-1"`, `"1-"`), a reversed range
-    /// (`"3-1"`), or an id above [`ParseCpuMaskError::MAX_ID`].
-    fn from_str(s: &str) -> Result<CpuMask, ParseCpuMaskError> {
-        let mut mask = CpuMask::new();
-        if s.trim().is_empty() {
-            return Ok(mask);
-        }
-        for item in s.split(',') {
-            let item = item.trim();
-            if item.is_empty() {
-                return Err(ParseCpuMaskErrorKind::EmptyItem.into());
-            }
-            match item.split_once('-') {
-                None => {
-                    mask.insert(parse_id(item)?);
-                }
-                Some((start, end)) => {
-                    if start.trim().is_empty() || end.trim().is_empty() || end.contains('-') {
-                        return Err(ParseCpuMaskErrorKind::InvalidRange(item.to_owned()).into());
-                    }
-                    let (start, end) = (parse_id(start)?, parse_id(end)?);
-                    if start > end {
-                        return Err(ParseCpuMaskErrorKind::ReversedRange { start, end }.into());
-                    }
-                    mask |= CpuMask::from(start..=end);
-                }
-            }
-        }
-        Ok(mask)
+/// Reads a kernel cpulist; see the `FromStr` impls for the rules.
+fn parse_list(s: &str) -> Result<Bits, ParseCpuMaskError> {
+    let mut bits = Bits::new();
+    if s.trim().is_empty() {
+        return Ok(bits);
     }
+    for item in s.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(ParseCpuMaskErrorKind::EmptyItem.into());
+        }
+        match item.split_once('-') {
+            None => {
+                bits.insert(parse_id(item)?);
+            }
+            Some((start, end)) => {
+                if start.trim().is_empty() || end.trim().is_empty() || end.contains('-') {
+                    return Err(ParseCpuMaskErrorKind::InvalidRange(item.to_owned()).into());
+                }
+                let (start, end) = (parse_id(start)?, parse_id(end)?);
+                if start > end {
+                    return Err(ParseCpuMaskErrorKind::ReversedRange { start, end }.into());
+                }
+                bits.combine(&Bits::range_inclusive(start..=end), |a, b| a | b, true);
+            }
+        }
+    }
+    Ok(bits)
 }
+
+/// The text forms of a mask type.
+macro_rules! cpulist {
+    ($T:ident, $id:ident, $one:literal, $many:literal) => {
+        impl fmt::Display for $T {
+            /// Formats the mask as a kernel cpulist, e.g. `0-3,8,10-11`.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_list(&self.bits, f)
+            }
+        }
+
+        impl fmt::Debug for $T {
+            // The cpulist is far easier to read in test failures than raw words.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($T))
+            }
+        }
+
+        impl FromStr for $T {
+            type Err = ParseCpuMaskError;
+
+            /// Parses a kernel cpulist such as `"0-3,8,10-11"`.
+            ///
+            /// Whitespace around items and bounds is ignored, so a line read from
+            /// `/sys/devices/system/cpu/online` parses as is; an empty (or blank)
+            /// string is the empty mask. The kernel's stride form (`"0-15:2/4"`) is
+            /// not supported.
+            ///
+            /// # Errors
+            ///
+            /// Returns [`ParseCpuMaskError`] for an empty item (`"1,,2"`), a
+            /// non-decimal id (`"a"`), a range missing a bound (`"-1"`, `"1-"`), a
+            /// reversed range (`"3-1"`), or an id above [`ParseCpuMaskError::MAX_ID`].
+            fn from_str(s: &str) -> Result<$T, ParseCpuMaskError> {
+                parse_list(s).map(|bits| $T { bits })
+            }
+        }
+    };
+}
+
+for_each_mask!(cpulist);
 
 #[cfg(test)]
 mod tests {

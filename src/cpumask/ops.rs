@@ -1,63 +1,59 @@
-//! The set operators of [`CpuMask`]: `|`, `&`, `^` and `-`, and their
-//! assigning forms, on owned masks and references alike.
+//! The set operators of both masks: `|`, `&`, `^` and `-`, and their
+//! assigning forms, on owned masks and references alike. Both operands are
+//! always of the same type: a [`CpuMask`] and a [`WorkerMask`] do not combine.
 
 use std::ops::{BitAnd, BitAndAssign, BitOr, BitOrAssign, BitXor, BitXorAssign, Sub, SubAssign};
 
-use super::CpuMask;
+use super::{CpuMask, WorkerMask};
 
+/// One operator on `$T`, for every mix of owned and borrowed operands.
+/// `$grow`: whether `$combine` can set bits that only `rhs` has.
 macro_rules! binop {
-    ($Op:ident, $op:ident, $OpAssign:ident, $op_assign:ident, $combine:expr, $grow:expr) => {
-        impl $OpAssign<&CpuMask> for CpuMask {
-            fn $op_assign(&mut self, rhs: &CpuMask) {
-                if $grow && rhs.words.len() > self.words.len() {
-                    self.words.resize(rhs.words.len(), 0);
-                }
-                let combine: fn(u64, u64) -> u64 = $combine;
-                for (i, a) in self.words.iter_mut().enumerate() {
-                    *a = combine(*a, rhs.words.get(i).copied().unwrap_or(0));
-                }
-                self.trim();
+    ($T:ident, $Op:ident, $op:ident, $OpAssign:ident, $op_assign:ident, $combine:expr, $grow:expr) => {
+        impl $OpAssign<&$T> for $T {
+            fn $op_assign(&mut self, rhs: &$T) {
+                self.bits.combine(&rhs.bits, $combine, $grow);
             }
         }
 
-        impl $OpAssign<CpuMask> for CpuMask {
-            fn $op_assign(&mut self, rhs: CpuMask) {
+        impl $OpAssign<$T> for $T {
+            fn $op_assign(&mut self, rhs: $T) {
                 self.$op_assign(&rhs);
             }
         }
 
-        impl $Op<&CpuMask> for &CpuMask {
-            type Output = CpuMask;
+        impl $Op<&$T> for &$T {
+            type Output = $T;
 
-            fn $op(self, rhs: &CpuMask) -> CpuMask {
+            fn $op(self, rhs: &$T) -> $T {
                 let mut out = self.clone();
                 out.$op_assign(rhs);
                 out
             }
         }
 
-        impl $Op<CpuMask> for CpuMask {
-            type Output = CpuMask;
+        impl $Op<$T> for $T {
+            type Output = $T;
 
-            fn $op(mut self, rhs: CpuMask) -> CpuMask {
+            fn $op(mut self, rhs: $T) -> $T {
                 self.$op_assign(&rhs);
                 self
             }
         }
 
-        impl $Op<&CpuMask> for CpuMask {
-            type Output = CpuMask;
+        impl $Op<&$T> for $T {
+            type Output = $T;
 
-            fn $op(mut self, rhs: &CpuMask) -> CpuMask {
+            fn $op(mut self, rhs: &$T) -> $T {
                 self.$op_assign(rhs);
                 self
             }
         }
 
-        impl $Op<CpuMask> for &CpuMask {
-            type Output = CpuMask;
+        impl $Op<$T> for &$T {
+            type Output = $T;
 
-            fn $op(self, rhs: CpuMask) -> CpuMask {
+            fn $op(self, rhs: $T) -> $T {
                 let mut out = self.clone();
                 out.$op_assign(&rhs);
                 out
@@ -66,10 +62,41 @@ macro_rules! binop {
     };
 }
 
-binop!(BitOr, bitor, BitOrAssign, bitor_assign, |a, b| a | b, true);
-binop!(BitAnd, bitand, BitAndAssign, bitand_assign, |a, b| a & b, false);
-binop!(BitXor, bitxor, BitXorAssign, bitxor_assign, |a, b| a ^ b, true);
-binop!(Sub, sub, SubAssign, sub_assign, |a, b| a & !b, false);
+/// The four set operators of a mask type.
+macro_rules! set_ops {
+    ($T:ident, $id:ident, $one:literal, $many:literal) => {
+        binop!(
+            $T,
+            BitOr,
+            bitor,
+            BitOrAssign,
+            bitor_assign,
+            |a, b| a | b,
+            true
+        );
+        binop!(
+            $T,
+            BitAnd,
+            bitand,
+            BitAndAssign,
+            bitand_assign,
+            |a, b| a & b,
+            false
+        );
+        binop!(
+            $T,
+            BitXor,
+            bitxor,
+            BitXorAssign,
+            bitxor_assign,
+            |a, b| a ^ b,
+            true
+        );
+        binop!($T, Sub, sub, SubAssign, sub_assign, |a, b| a & !b, false);
+    };
+}
+
+for_each_mask!(set_ops);
 
 #[cfg(test)]
 mod tests {
