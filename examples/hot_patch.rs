@@ -241,7 +241,7 @@ enum Request {
 impl Request {
     /// The `i`th request of client `client`.
     fn nth(client: u64, i: u64) -> Request {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             Request::Get(format!("key-{client}-{}", i % 97))
         } else {
             Request::Add(mix(client ^ i), i)

@@ -192,7 +192,7 @@ fn client(id: u64, addr: SocketAddr, patches: &Patches) -> (u64, u64) {
             );
             newest = check(&reply, x, newest);
         }
-        if (batch + 1) * PIPELINE % PATCH_EVERY == 0 && batch + 1 < batches {
+        if ((batch + 1) * PIPELINE).is_multiple_of(PATCH_EVERY) && batch + 1 < batches {
             patches.wait_beyond(patches_seen);
             patches_seen = patches.done();
         }

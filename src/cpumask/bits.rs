@@ -26,7 +26,7 @@ impl Bits {
     /// Ids `0..n`.
     pub(super) fn full(n: usize) -> Bits {
         let mut words = vec![u64::MAX; n / BITS];
-        if n % BITS != 0 {
+        if !n.is_multiple_of(BITS) {
             words.push((1u64 << (n % BITS)) - 1);
         }
         Bits { words }
