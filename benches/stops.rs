@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use stop_machine::{CpuMask, Handle, JoinHandle, Runtime, StopError};
+use stop_machine::{Handle, JoinHandle, Runtime, StopError, WorkerMask};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -300,7 +300,7 @@ fn stops_with(c: &mut Criterion, label: &str, rt: &Runtime) {
         }
         if load != Load::Tcp {
             // stop_cpus(all, noop) from a task on worker 0: every worker runs the function, idle ones are woken.
-            let all = CpuMask::full(workers);
+            let all = WorkerMask::full(workers);
             from_task(&mut g, rt, &format!("stop_cpus_{l}_task"), move |h| {
                 h.stop_cpus(&all, noop)
             });

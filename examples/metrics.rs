@@ -10,7 +10,7 @@
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::time::Duration;
-use stop_machine::{CpuMask, Runtime};
+use stop_machine::{Runtime, WorkerMask};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prometheus = PrometheusBuilder::new().install_recorder()?;
@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..100 {
             h.stop_machine(|_| (), None).await?;
         }
-        h.stop_cpus(&CpuMask::full(2), |w| w).await?;
+        h.stop_cpus(&WorkerMask::full(2), |w| w).await?;
         // A stop held up past its bound, to show a timeout in the counters.
         let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = started.clone();

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use stop_machine::{CpuMask, Runtime};
+use stop_machine::{Runtime, WorkerMask};
 
 /// Tokens per worker.
 const TOKENS: u64 = 1_000_000;
@@ -188,7 +188,7 @@ fn main() -> ExitCode {
         for i in 0..snapshots {
             let slots = slots.clone();
             let start = Instant::now();
-            let snapshot = stop_machine::stop_cpus(&CpuMask::full(n), move |_| {
+            let snapshot = stop_machine::stop_cpus(&WorkerMask::full(n), move |_| {
                 // SAFETY: a stop function on a worker of this runtime; the
                 // closure does not re-enter.
                 unsafe { slots.with(|slot| *slot) }

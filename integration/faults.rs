@@ -7,7 +7,7 @@ use common::{runtime, watchdog};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::Duration;
-use stop_machine::{CpuMask, StopError};
+use stop_machine::{StopError, WorkerMask};
 
 /// A task on `worker` that never yields until `release` is set.
 fn hog(
@@ -68,7 +68,7 @@ fn a_task_that_never_yields_times_the_stop_out_and_is_named() {
         release.store(true, Ordering::SeqCst);
         // And the machine stops fine once the hog is gone.
         assert_eq!(
-            futures::executor::block_on(h.stop_machine(|w| w, Some(&CpuMask::full(2)))),
+            futures::executor::block_on(h.stop_machine(|w| w, Some(&WorkerMask::full(2)))),
             Ok(0)
         );
     });
@@ -83,7 +83,7 @@ fn a_task_that_calls_safepoint_lets_the_stop_through() {
         hog(&h, 1, release.clone(), true);
         let out = futures::executor::block_on(h.stop_machine_timeout(
             |w| w,
-            Some(&CpuMask::full(2)),
+            Some(&WorkerMask::full(2)),
             Duration::from_secs(60),
         ));
         assert_eq!(out, Ok(0));
@@ -105,7 +105,7 @@ fn a_panic_on_one_of_several_active_workers() {
                 }
                 f.fetch_add(1, Ordering::SeqCst);
             },
-            Some(&CpuMask::full(3)),
+            Some(&WorkerMask::full(3)),
         ));
         assert_eq!(out, Err(StopError::Panicked("collector bug on 2".into())));
         assert_eq!(
@@ -144,7 +144,7 @@ fn the_callers_future_dropped_mid_stop() {
         barrier.wait();
         // The stop finished on its own and released the facility.
         assert_eq!(
-            futures::executor::block_on(h.stop_machine(|w| w, Some(&CpuMask::full(2)))),
+            futures::executor::block_on(h.stop_machine(|w| w, Some(&WorkerMask::full(2)))),
             Ok(0)
         );
 
@@ -155,7 +155,7 @@ fn the_callers_future_dropped_mid_stop() {
         let ran = Arc::new(AtomicBool::new(false));
         let r = ran.clone();
         let mut stop =
-            Box::pin(h.stop_machine(move |_| r.store(true, Ordering::SeqCst), Some(&CpuMask::of(0))));
+            Box::pin(h.stop_machine(move |_| r.store(true, Ordering::SeqCst), Some(&WorkerMask::of(0))));
         assert!(futures::executor::block_on(async { futures::poll!(stop.as_mut()) }).is_pending());
         drop(stop);
         release.store(true, Ordering::SeqCst);
@@ -176,7 +176,7 @@ fn runtime_dropped_while_a_stop_is_queued() {
         hog(&h, 1, release.clone(), false);
         let caller = std::thread::spawn({
             let h = h.clone();
-            move || futures::executor::block_on(h.stop_machine(|_| (), Some(&CpuMask::of(0))))
+            move || futures::executor::block_on(h.stop_machine(|_| (), Some(&WorkerMask::of(0))))
         });
         while h.stopper_info(1).unwrap().queued == 0 {
             std::thread::yield_now();
@@ -227,11 +227,11 @@ fn nested_stops_from_every_primitive() {
         let rt = runtime(2);
         let h = rt.handle().clone();
         let inner = h.clone();
-        let out = futures::executor::block_on(h.stop_cpus(&CpuMask::full(2), move |_| {
+        let out = futures::executor::block_on(h.stop_cpus(&WorkerMask::full(2), move |_| {
             use futures::executor::block_on as b;
             [
                 b(inner.stop_machine(|_| (), None)).err(),
-                b(inner.stop_cpus(&CpuMask::of(0), |_| ())).err(),
+                b(inner.stop_cpus(&WorkerMask::of(0), |_| ())).err(),
                 b(inner.stop_two_cpus(0, 1, || ())).err(),
                 b(inner.stop_one_cpu(0, || ())).err(),
                 b(inner.park_worker(1)).err(),
@@ -272,9 +272,10 @@ fn park_unpark_torture_during_stops() {
                 std::thread::spawn(move || {
                     for i in 0..150 {
                         let out = if (i + t) % 2 == 0 {
-                            h.stop_machine_blocking(|_| (), Some(&CpuMask::full(4))).map(drop)
+                            h.stop_machine_blocking(|_| (), Some(&WorkerMask::full(4)))
+                                .map(drop)
                         } else {
-                            futures::executor::block_on(h.stop_cpus(&CpuMask::full(4), |_| ())).map(drop)
+                            futures::executor::block_on(h.stop_cpus(&WorkerMask::full(4), |_| ())).map(drop)
                         };
                         assert!(matches!(out, Ok(()) | Err(StopError::Offline)), "{out:?}");
                     }
@@ -290,7 +291,7 @@ fn park_unpark_torture_during_stops() {
             assert!(h.is_online(w));
         }
         assert_eq!(
-            futures::executor::block_on(h.stop_cpus(&CpuMask::full(4), |w| w))
+            futures::executor::block_on(h.stop_cpus(&WorkerMask::full(4), |w| w))
                 .unwrap()
                 .len(),
             4

@@ -9,7 +9,7 @@ use common::{runtime, watchdog};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use stop_machine::{CpuMask, StopError};
+use stop_machine::{StopError, WorkerMask};
 
 /// The value of the sample `name` in a Prometheus text rendering.
 fn sample(text: &str, name: &str) -> Option<f64> {
@@ -30,7 +30,7 @@ fn stops_are_published_with_their_kinds_outcomes_and_durations() {
                 .unwrap();
         }
         assert_eq!(
-            futures::executor::block_on(h.stop_cpus(&CpuMask::full(2), |w| w)),
+            futures::executor::block_on(h.stop_cpus(&WorkerMask::full(2), |w| w)),
             Ok(vec![(0, 0), (1, 1)])
         );
         // A stop held up past its bound by a task that does not yield.

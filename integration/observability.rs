@@ -7,7 +7,7 @@ use common::{runtime, watchdog};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::{Duration, Instant};
-use stop_machine::{CpuMask, Runtime, StopKind};
+use stop_machine::{Runtime, StopKind, WorkerMask};
 
 #[test]
 fn stats_count_every_stop_by_kind_and_worker() {
@@ -19,7 +19,7 @@ fn stats_count_every_stop_by_kind_and_worker() {
             h.stop_machine_blocking(|_| (), None).unwrap();
         }
         for _ in 0..2 {
-            b(h.stop_cpus(&CpuMask::full(2), |_| ())).unwrap();
+            b(h.stop_cpus(&WorkerMask::full(2), |_| ())).unwrap();
         }
         for _ in 0..4 {
             b(h.stop_one_cpu(1, || ())).unwrap();
@@ -181,7 +181,7 @@ fn an_idle_worker_counts_as_claimed() {
         while !h.stopper_info(1).unwrap().idle {
             std::thread::yield_now();
         }
-        h.stop_machine_blocking(|_| (), Some(&CpuMask::of(0))).unwrap();
+        h.stop_machine_blocking(|_| (), Some(&WorkerMask::of(0))).unwrap();
         let w1 = h.stats().worker(1).unwrap().clone();
         assert_eq!((w1.stops, w1.claimed), (1, 1));
     });
@@ -273,7 +273,7 @@ fn a_span_per_stop_with_phase_events_and_a_slow_stop_warning() {
             .build()
             .unwrap();
         let h = rt.handle();
-        let all = CpuMask::full(2);
+        let all = WorkerMask::full(2);
         let (line, out) = (line!(), h.stop_machine_blocking(|_| (), Some(&all)));
         out.unwrap();
         drop(rt);

@@ -9,7 +9,7 @@ use common::{in_child, runtime, watchdog};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::Duration;
-use stop_machine::{CpuMask, Handle, StopError};
+use stop_machine::{Handle, StopError, WorkerMask};
 
 /// Runs `stop_cpus(&[worker])` with a function that holds the stop lock
 /// (and the worker) until the returned sender is dropped or sent to.
@@ -19,7 +19,7 @@ fn hold_stop_lock(h: &Handle, worker: usize) -> (mpsc::Sender<()>, std::thread::
     let entered = Arc::new(Barrier::new(2));
     let (h2, e2) = (h.clone(), entered.clone());
     let holder = std::thread::spawn(move || {
-        let r = futures::executor::block_on(h2.stop_cpus(&CpuMask::of(worker), move |_| {
+        let r = futures::executor::block_on(h2.stop_cpus(&WorkerMask::of(worker), move |_| {
             e2.wait();
             let _ = release_rx.lock().unwrap().recv();
         }));
@@ -61,7 +61,7 @@ fn case_1_park_against_a_blocking_stop_on_the_parked_worker() {
                 while !go2.load(Ordering::SeqCst) {
                     std::hint::spin_loop();
                 }
-                stop_machine::stop_machine_blocking(|w| w, Some(&CpuMask::of(0)))
+                stop_machine::stop_machine_blocking(|w| w, Some(&WorkerMask::of(0)))
             });
             started_rx.recv().unwrap();
             let h2 = h.clone();
@@ -100,7 +100,7 @@ fn case_1_park_awaited_beside_a_blocking_stop_on_the_same_worker() {
         assert_eq!(futures::executor::block_on(blocker).unwrap(), Ok(0));
         assert_eq!(futures::executor::block_on(parker).unwrap(), Ok(()));
         futures::executor::block_on(h.unpark_worker(1)).unwrap();
-        assert_eq!(h.stop_machine_blocking(|w| w, Some(&CpuMask::of(1))), Ok(1));
+        assert_eq!(h.stop_machine_blocking(|w| w, Some(&WorkerMask::of(1))), Ok(1));
     });
 }
 
@@ -143,7 +143,7 @@ fn case_2_a_panic_in_a_task_drop_is_a_join_error() {
                 w
             );
         }
-        assert_eq!(h.stop_machine_blocking(|w| w, Some(&CpuMask::of(1))), Ok(1));
+        assert_eq!(h.stop_machine_blocking(|w| w, Some(&WorkerMask::of(1))), Ok(1));
         drop(rt);
     });
 }
@@ -174,7 +174,7 @@ fn case_3_a_panic_in_captured_state_leaves_every_worker_running() {
                     in_f_tx.send(()).unwrap();
                     let _ = go_rx.lock().unwrap().recv();
                 },
-                Some(&CpuMask::of(1)),
+                Some(&WorkerMask::of(1)),
             ));
             let waker = futures::task::noop_waker();
             assert!(
@@ -187,7 +187,7 @@ fn case_3_a_panic_in_captured_state_leaves_every_worker_running() {
             drop(stop);
             drop(go_tx);
             for _ in 0..3 {
-                assert_eq!(h.stop_machine_blocking(|w| w, Some(&CpuMask::full(2))), Ok(0));
+                assert_eq!(h.stop_machine_blocking(|w| w, Some(&WorkerMask::full(2))), Ok(0));
             }
             assert!(h.is_online(0) && h.is_online(1));
             drop(rt);
@@ -223,7 +223,7 @@ fn a_dead_worker_fails_its_stops_and_is_reported() {
             Err(StopError::WorkerDied)
         );
         assert_eq!(
-            futures::executor::block_on(h.stop_cpus(&CpuMask::full(2), |w| w)),
+            futures::executor::block_on(h.stop_cpus(&WorkerMask::full(2), |w| w)),
             Err(StopError::WorkerDied)
         );
         // The world without the dead worker still stops.
@@ -260,7 +260,7 @@ fn case_4_parking_the_callers_worker_keeps_the_world_stopped() {
         });
         go_rx.recv().unwrap();
         let seen = in_poll.clone();
-        let during = h.stop_machine_blocking(move |_| seen.load(Ordering::SeqCst), Some(&CpuMask::of(0)));
+        let during = h.stop_machine_blocking(move |_| seen.load(Ordering::SeqCst), Some(&WorkerMask::of(0)));
         assert_eq!(
             during,
             Ok(false),
@@ -314,7 +314,7 @@ fn case_6_a_foreign_block_on_on_a_worker_is_refused() {
         assert_eq!(outcomes, (refused.clone(), refused.clone(), refused));
         // The crate's own blocking entry point is served.
         let served = futures::executor::block_on(h.spawn_on(1, async {
-            stop_machine::stop_machine_blocking(|w| w, Some(&CpuMask::of(1)))
+            stop_machine::stop_machine_blocking(|w| w, Some(&WorkerMask::of(1)))
         }));
         assert_eq!(served.unwrap(), Ok(1));
     });
@@ -384,7 +384,7 @@ fn case_8_a_huge_stop_timeout_means_none() {
             .build()
             .unwrap();
         let h = rt.handle().clone();
-        assert_eq!(h.stop_machine_blocking(|w| w, Some(&CpuMask::of(1))), Ok(1));
+        assert_eq!(h.stop_machine_blocking(|w| w, Some(&WorkerMask::of(1))), Ok(1));
         let out = futures::executor::block_on(h.stop_machine_timeout(|_| 2, None, Duration::MAX));
         assert_eq!(out, Ok(2));
         assert_eq!(futures::executor::block_on(h.stop_two_cpus(0, 1, || 4)), Ok(4));
@@ -549,7 +549,7 @@ fn a_raised_straggler_is_never_left_raised() {
                 }
             }));
             started_rx.recv().unwrap();
-            assert_eq!(h.stop_machine_blocking(|w| w, Some(&CpuMask::of(0))), Ok(0));
+            assert_eq!(h.stop_machine_blocking(|w| w, Some(&WorkerMask::of(0))), Ok(0));
             assert!(normal(w0) && normal(w1), "a worker left raised after a stop");
         }
     });

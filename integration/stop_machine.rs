@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
-use stop_machine::{CpuMask, Handle, StopError};
+use stop_machine::{Handle, StopError, WorkerMask};
 use tokio::io::AsyncReadExt;
 
 #[test]
@@ -18,7 +18,7 @@ fn every_worker_runs_f_when_all_are_active() {
         let h = rt.handle().clone();
         let seen = Arc::new(AtomicUsize::new(0));
         let s = seen.clone();
-        let all = CpuMask::full(3);
+        let all = WorkerMask::full(3);
         let first = rt.block_on(async move {
             h.stop_machine(
                 move |w| {
@@ -203,7 +203,7 @@ fn a_timer_due_during_the_stop_fires_after_it() {
                     }
                     f.store(false, Ordering::SeqCst);
                 },
-                Some(&CpuMask::of(0)),
+                Some(&WorkerMask::of(0)),
             )
             .unwrap();
             let fired_during_stop = futures::executor::block_on(timer).unwrap();
@@ -230,7 +230,7 @@ fn an_idle_worker_is_not_woken_by_a_stop_that_does_not_need_it() {
         }
         let before = h.stopper_info(1).unwrap().wakeups;
         for _ in 0..20 {
-            let on = futures::executor::block_on(h.stop_machine(|w| w, Some(&CpuMask::of(0))));
+            let on = futures::executor::block_on(h.stop_machine(|w| w, Some(&WorkerMask::of(0))));
             assert_eq!(on, Ok(0));
         }
         let after = h.stopper_info(1).unwrap().wakeups;
@@ -253,13 +253,13 @@ fn blocking_variant_from_a_thread_and_inline_on_a_worker() {
     watchdog("blocking", || {
         let rt = runtime(2);
         let h = rt.handle().clone();
-        let all = CpuMask::full(2);
+        let all = WorkerMask::full(2);
         assert_eq!(h.stop_machine_blocking(|w| w, Some(&all)), Ok(0));
         // Inside a task's poll: the worker takes part inline.
         let inline = rt.block_on(async {
-            let all = CpuMask::full(2);
+            let all = WorkerMask::full(2);
             let me = stop_machine::current_worker().unwrap();
-            let ran = stop_machine::stop_machine_blocking(move |w| w, Some(&CpuMask::of(me)));
+            let ran = stop_machine::stop_machine_blocking(move |w| w, Some(&WorkerMask::of(me)));
             let everyone = stop_machine::stop_machine_blocking(|w| w, Some(&all));
             (me, ran, everyone)
         });
@@ -274,7 +274,7 @@ fn stop_cpus_and_stop_two_cpus() {
         let rt = runtime(3);
         let h = rt.handle().clone();
         use futures::executor::block_on as b;
-        let mask: CpuMask = [0, 2].into_iter().collect();
+        let mask: WorkerMask = [0, 2].into_iter().collect();
         assert_eq!(b(h.stop_cpus(&mask, |w| w * 2)), Ok(vec![(0, 0), (2, 4)]));
         assert_eq!(b(h.try_stop_cpus(&mask, |w| w)), Ok(vec![(0, 0), (2, 2)]));
         assert_eq!(
@@ -291,11 +291,14 @@ fn typed_errors() {
         let rt = runtime(3);
         let h: Handle = rt.handle().clone();
         use futures::executor::block_on as b;
-        let bad: CpuMask = [0, 9].into_iter().collect();
-        assert_eq!(b(h.stop_cpus(&CpuMask::new(), |_| ())), Err(StopError::EmptyMask));
+        let bad: WorkerMask = [0, 9].into_iter().collect();
+        assert_eq!(
+            b(h.stop_cpus(&WorkerMask::new(), |_| ())),
+            Err(StopError::EmptyMask)
+        );
         assert_eq!(b(h.stop_cpus(&bad, |_| ())), Err(StopError::InvalidWorker));
         assert_eq!(
-            b(h.stop_machine(|_| (), Some(&CpuMask::new()))),
+            b(h.stop_machine(|_| (), Some(&WorkerMask::new()))),
             Err(StopError::EmptyMask)
         );
         assert_eq!(
@@ -306,13 +309,19 @@ fn typed_errors() {
 
         // Offline.
         b(h.park_worker(1)).unwrap();
-        assert_eq!(b(h.stop_cpus(&CpuMask::of(1), |_| ())), Err(StopError::Offline));
-        assert_eq!(b(h.stop_two_cpus(0, 1, || ())), Err(StopError::Offline));
         assert_eq!(
-            b(h.stop_machine(|_| (), Some(&CpuMask::of(1)))),
+            b(h.stop_cpus(&WorkerMask::of(1), |_| ())),
             Err(StopError::Offline)
         );
-        assert_eq!(b(h.stop_cpus(&CpuMask::full(3), |w| w)), Ok(vec![(0, 0), (2, 2)]));
+        assert_eq!(b(h.stop_two_cpus(0, 1, || ())), Err(StopError::Offline));
+        assert_eq!(
+            b(h.stop_machine(|_| (), Some(&WorkerMask::of(1)))),
+            Err(StopError::Offline)
+        );
+        assert_eq!(
+            b(h.stop_cpus(&WorkerMask::full(3), |w| w)),
+            Ok(vec![(0, 0), (2, 2)])
+        );
         b(h.unpark_worker(1)).unwrap();
 
         // Busy: a stop_cpus holds the facility while f waits on a barrier.
@@ -322,19 +331,22 @@ fn typed_errors() {
         let holder = std::thread::spawn({
             let h = h.clone();
             move || {
-                b(h.stop_cpus(&CpuMask::of(2), move |_| {
+                b(h.stop_cpus(&WorkerMask::of(2), move |_| {
                     entered_tx.send(()).unwrap();
                     bar.wait();
                 }))
             }
         });
         entered_rx.recv().unwrap();
-        assert_eq!(b(h.try_stop_cpus(&CpuMask::of(0), |_| ())), Err(StopError::Busy));
+        assert_eq!(
+            b(h.try_stop_cpus(&WorkerMask::of(0), |_| ())),
+            Err(StopError::Busy)
+        );
         barrier.wait();
         holder.join().unwrap().unwrap();
 
         // Panicked on one of several active workers: all leave, the caller learns.
-        let all = CpuMask::full(3);
+        let all = WorkerMask::full(3);
         let r = b(h.stop_machine(
             |w| {
                 if w == 1 {
@@ -370,8 +382,11 @@ fn hotplug_parks_tasks_and_stops_count_only_online_workers() {
         let r = ran.clone();
         let task = h.spawn_on(2, async move { r.store(true, Ordering::SeqCst) });
         // stop_machine runs with only the online workers.
-        assert_eq!(b(h.stop_cpus(&CpuMask::full(3), |w| w)), Ok(vec![(0, 0), (1, 1)]));
-        assert_eq!(b(h.stop_machine(|w| w, Some(&CpuMask::full(3)))), Ok(0));
+        assert_eq!(
+            b(h.stop_cpus(&WorkerMask::full(3), |w| w)),
+            Ok(vec![(0, 0), (1, 1)])
+        );
+        assert_eq!(b(h.stop_machine(|w| w, Some(&WorkerMask::full(3)))), Ok(0));
         assert!(!ran.load(Ordering::SeqCst), "a task ran on an offline worker");
         // Spawning from outside skips the offline worker: block_on completes.
         for _ in 0..6 {
@@ -381,7 +396,7 @@ fn hotplug_parks_tasks_and_stops_count_only_online_workers() {
         b(task).unwrap();
         assert!(ran.load(Ordering::SeqCst));
         assert_eq!(
-            b(h.stop_cpus(&CpuMask::full(3), |w| w)),
+            b(h.stop_cpus(&WorkerMask::full(3), |w| w)),
             Ok(vec![(0, 0), (1, 1), (2, 2)])
         );
     });
@@ -412,11 +427,11 @@ fn storm_of_concurrent_stops_and_hotplug_does_not_deadlock() {
                     let out = match r % 5 {
                         0 | 1 => h.stop_two_cpus(a, b, || ()).await,
                         2 => h.stop_cpus(&[a, b].into_iter().collect(), |_| ()).await.map(drop),
-                        3 => match h.try_stop_cpus(&CpuMask::of(a), |_| ()).await {
+                        3 => match h.try_stop_cpus(&WorkerMask::of(a), |_| ()).await {
                             Err(StopError::Busy) => Ok(()),
                             other => other.map(drop),
                         },
-                        _ => h.stop_machine(|_| (), Some(&CpuMask::of(a))).await,
+                        _ => h.stop_machine(|_| (), Some(&WorkerMask::of(a))).await,
                     };
                     match out {
                         Ok(()) | Err(StopError::Offline) => {}
@@ -455,7 +470,7 @@ fn storm_of_concurrent_stops_and_hotplug_does_not_deadlock() {
         }
         assert_eq!(ops.load(Ordering::Relaxed), 6 * 60);
         assert_eq!(
-            futures::executor::block_on(h.stop_cpus(&CpuMask::full(4), |w| w))
+            futures::executor::block_on(h.stop_cpus(&WorkerMask::full(4), |w| w))
                 .unwrap()
                 .len(),
             4

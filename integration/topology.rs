@@ -4,7 +4,7 @@
 mod common;
 
 use common::watchdog;
-use stop_machine::{CpuMask, Runtime, StopError};
+use stop_machine::{CpuMask, Runtime, StopError, WorkerMask};
 
 #[test]
 fn stop_core_runs_on_exactly_the_workers_of_that_core() {
@@ -14,7 +14,7 @@ fn stop_core_runs_on_exactly_the_workers_of_that_core() {
         let rt = Runtime::builder().workers(2 * cpus).build().unwrap();
         let h = rt.handle().clone();
         for w in 0..h.num_workers() {
-            let ran: CpuMask = futures::executor::block_on(h.stop_core(w, |w| w))
+            let ran: WorkerMask = futures::executor::block_on(h.stop_core(w, |w| w))
                 .unwrap()
                 .into_iter()
                 .map(|(w, _)| w)
@@ -34,9 +34,9 @@ fn stop_node_runs_on_every_worker_of_the_node() {
     watchdog("stop_node", || {
         let rt = Runtime::new().unwrap();
         let h = rt.handle().clone();
-        let mut covered = CpuMask::new();
+        let mut covered = WorkerMask::new();
         for node in h.topology().nodes().collect::<Vec<_>>() {
-            let ran: CpuMask = futures::executor::block_on(h.stop_node(node, |w| w))
+            let ran: WorkerMask = futures::executor::block_on(h.stop_node(node, |w| w))
                 .unwrap()
                 .into_iter()
                 .map(|(w, _)| w)
@@ -46,7 +46,7 @@ fn stop_node_runs_on_every_worker_of_the_node() {
         }
         assert_eq!(
             covered,
-            CpuMask::full(h.num_workers()),
+            WorkerMask::full(h.num_workers()),
             "every worker is on some node"
         );
         assert_eq!(

@@ -40,7 +40,7 @@ mod stop_one;
 mod sync;
 pub mod topology;
 
-pub use cpumask::{CpuMask, ParseCpuMaskError};
+pub use cpumask::{CpuMask, ParseCpuMaskError, WorkerMask};
 pub use error::{JoinError, StopError, Straggler};
 pub use runtime::builder::Builder;
 pub use runtime::handle::{

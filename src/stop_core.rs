@@ -1,6 +1,6 @@
 //! Stopping the workers of one physical core or one NUMA node together.
 
-use crate::cpumask::CpuMask;
+use crate::cpumask::WorkerMask;
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
 use crate::stats::StopKind;
@@ -90,7 +90,7 @@ impl Handle {
     /// A serialized multi-stop of `mask`'s online workers, all active.
     fn stop_group<F, R>(
         &self,
-        mask: Result<CpuMask, StopError>,
+        mask: Result<WorkerMask, StopError>,
         f: F,
         kind: StopKind,
         caller: &'static Location<'static>,

@@ -1,7 +1,7 @@
 //! Stopping a set of workers, each running the function on its own:
 //! `stop_cpus` and `try_stop_cpus`.
 
-use crate::cpumask::CpuMask;
+use crate::cpumask::WorkerMask;
 use crate::error::{StopError, run_caught};
 use crate::runtime::handle::Handle;
 use crate::runtime::service;
@@ -65,17 +65,17 @@ impl Handle {
     /// # Examples
     ///
     /// ```
-    /// use stop_machine::CpuMask;
+    /// use stop_machine::WorkerMask;
     ///
     /// let rt = stop_machine::Runtime::builder().workers(3).pin(false).build().unwrap();
     /// let h = rt.handle().clone();
-    /// let r = rt.block_on(async move { h.stop_cpus(&CpuMask::from(0..3), |w| w * 10).await });
+    /// let r = rt.block_on(async move { h.stop_cpus(&WorkerMask::from(0..3), |w| w * 10).await });
     /// assert_eq!(r, Ok(vec![(0, 0), (1, 10), (2, 20)]));
     /// ```
     #[track_caller]
     pub fn stop_cpus<F, R>(
         &self,
-        mask: &CpuMask,
+        mask: &WorkerMask,
         f: F,
     ) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
     where
@@ -100,17 +100,17 @@ impl Handle {
     /// # Examples
     ///
     /// ```
-    /// use stop_machine::CpuMask;
+    /// use stop_machine::WorkerMask;
     ///
     /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
     /// let h = rt.handle().clone();
-    /// let r = rt.block_on(async move { h.try_stop_cpus(&CpuMask::of(1), |w| w).await });
+    /// let r = rt.block_on(async move { h.try_stop_cpus(&WorkerMask::of(1), |w| w).await });
     /// assert_eq!(r, Ok(vec![(1, 1)]));
     /// ```
     #[track_caller]
     pub fn try_stop_cpus<F, R>(
         &self,
-        mask: &CpuMask,
+        mask: &WorkerMask,
         f: F,
     ) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
     where
@@ -123,7 +123,7 @@ impl Handle {
     /// `stop_cpus` (`wait`: for the facility) or `try_stop_cpus`.
     fn stop_cpus_inner<F, R>(
         &self,
-        mask: &CpuMask,
+        mask: &WorkerMask,
         f: F,
         wait: bool,
         caller: &'static Location<'static>,
@@ -151,7 +151,7 @@ impl Handle {
 /// released when the last one is done, wherever the caller is by then.
 async fn each_cpu<F, R>(
     handle: &Handle,
-    mask: &CpuMask,
+    mask: &WorkerMask,
     f: F,
     guard: StopGuard,
     request: Request,
@@ -220,12 +220,12 @@ where
 ///
 /// ```
 /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
-/// let r = rt.block_on(async { stop_machine::stop_cpus(&stop_machine::CpuMask::full(2), |w| w).await });
+/// let r = rt.block_on(async { stop_machine::stop_cpus(&stop_machine::WorkerMask::full(2), |w| w).await });
 /// assert_eq!(r, Ok(vec![(0, 0), (1, 1)]));
 /// ```
 #[track_caller]
 pub fn stop_cpus<F, R>(
-    mask: &CpuMask,
+    mask: &WorkerMask,
     f: F,
 ) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
 where
@@ -249,12 +249,12 @@ where
 ///
 /// ```
 /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
-/// let r = rt.block_on(async { stop_machine::try_stop_cpus(&stop_machine::CpuMask::of(0), |_| ()).await });
+/// let r = rt.block_on(async { stop_machine::try_stop_cpus(&stop_machine::WorkerMask::of(0), |_| ()).await });
 /// assert!(r.is_ok());
 /// ```
 #[track_caller]
 pub fn try_stop_cpus<F, R>(
-    mask: &CpuMask,
+    mask: &WorkerMask,
     f: F,
 ) -> impl Future<Output = Result<Vec<(usize, R)>, StopError>> + use<F, R>
 where

@@ -1,7 +1,7 @@
 //! Multi-worker stops driven through the state machine: `stop_machine`,
 //! `stop_two_cpus`, and the blocking `stop_machine_blocking`.
 
-use crate::cpumask::CpuMask;
+use crate::cpumask::WorkerMask;
 use crate::error::StopError;
 use crate::runtime::handle::Handle;
 use crate::runtime::service::block_on_servicing;
@@ -69,7 +69,7 @@ impl Handle {
     pub fn stop_machine<F, R>(
         &self,
         f: F,
-        active: Option<&CpuMask>,
+        active: Option<&WorkerMask>,
     ) -> impl Future<Output = Result<R, StopError>> + use<F, R>
     where
         F: Fn(usize) -> R + Send + Sync + 'static,
@@ -110,7 +110,7 @@ impl Handle {
     pub fn stop_machine_timeout<F, R>(
         &self,
         f: F,
-        active: Option<&CpuMask>,
+        active: Option<&WorkerMask>,
         timeout: Duration,
     ) -> impl Future<Output = Result<R, StopError>> + use<F, R>
     where
@@ -123,7 +123,7 @@ impl Handle {
     fn stop_machine_inner<F, R>(
         &self,
         f: F,
-        active: Option<&CpuMask>,
+        active: Option<&WorkerMask>,
         timeout: Option<Duration>,
         caller: &'static Location<'static>,
     ) -> impl Future<Output = Result<R, StopError>> + use<F, R>
@@ -147,7 +147,7 @@ impl Handle {
                 None => here
                     .filter(|w| online.contains(*w))
                     .or(online.first())
-                    .map(CpuMask::of)
+                    .map(WorkerMask::of)
                     .unwrap_or_default(),
             };
             if active.is_empty() {
@@ -191,11 +191,11 @@ impl Handle {
     ///
     /// ```
     /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
-    /// let on = rt.handle().stop_machine_blocking(|w| w, Some(&stop_machine::CpuMask::of(1)));
+    /// let on = rt.handle().stop_machine_blocking(|w| w, Some(&stop_machine::WorkerMask::of(1)));
     /// assert_eq!(on, Ok(1));
     /// ```
     #[track_caller]
-    pub fn stop_machine_blocking<F, R>(&self, f: F, active: Option<&CpuMask>) -> Result<R, StopError>
+    pub fn stop_machine_blocking<F, R>(&self, f: F, active: Option<&WorkerMask>) -> Result<R, StopError>
     where
         F: Fn(usize) -> R + Send + Sync + 'static,
         R: Send + 'static,
@@ -260,7 +260,7 @@ impl Handle {
             let plan = Plan {
                 request,
                 participants: [a, b].into_iter().collect(),
-                active: CpuMask::of(a),
+                active: WorkerMask::of(a),
                 claim_idle: false,
             };
             let results = plan::multi_stop(&handle.shared, plan, run, None).await?;
@@ -296,7 +296,7 @@ impl Handle {
 #[track_caller]
 pub fn stop_machine<F, R>(
     f: F,
-    active: Option<&CpuMask>,
+    active: Option<&WorkerMask>,
 ) -> impl Future<Output = Result<R, StopError>> + use<F, R>
 where
     F: Fn(usize) -> R + Send + Sync + 'static,
@@ -324,7 +324,7 @@ where
 /// assert_eq!(v, Ok(9));
 /// ```
 #[track_caller]
-pub fn stop_machine_blocking<F, R>(f: F, active: Option<&CpuMask>) -> Result<R, StopError>
+pub fn stop_machine_blocking<F, R>(f: F, active: Option<&WorkerMask>) -> Result<R, StopError>
 where
     F: Fn(usize) -> R + Send + Sync + 'static,
     R: Send + 'static,

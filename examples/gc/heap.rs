@@ -11,7 +11,7 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use stop_machine::{CpuMask, Handle, StopError};
+use stop_machine::{Handle, StopError, WorkerMask};
 use tokio::sync::{Notify, watch};
 
 /// Slots per partition are indexed by the low bits of an object id.
@@ -521,7 +521,7 @@ pub async fn collect(
     let (h, c) = (heap.clone(), cycle.clone());
     let start = Instant::now();
     handle
-        .stop_machine(move |w| collect_on(&h, &c, w), Some(&CpuMask::full(n)))
+        .stop_machine(move |w| collect_on(&h, &c, w), Some(&WorkerMask::full(n)))
         .await?;
     let ns = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
     let count = |a: &AtomicUsize| a.load(Ordering::Relaxed);

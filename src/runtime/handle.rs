@@ -302,7 +302,7 @@ impl Handle {
     }
 
     /// The workers that are online now.
-    pub(crate) fn online(&self) -> crate::CpuMask {
+    pub(crate) fn online(&self) -> crate::WorkerMask {
         (0..self.num_workers())
             .filter(|w| self.shared.workers[*w].is_online())
             .collect()

@@ -133,7 +133,7 @@ impl KindStats {
 ///
 /// ```
 /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
-/// rt.handle().stop_machine_blocking(|_| (), Some(&stop_machine::CpuMask::full(2))).unwrap();
+/// rt.handle().stop_machine_blocking(|_| (), Some(&stop_machine::WorkerMask::full(2))).unwrap();
 /// assert_eq!(rt.handle().stats().worker(1).unwrap().stops, 1);
 /// ```
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 //! worker to acknowledge a state moving everyone to the next.
 
 use super::completion::Completion;
-use crate::cpumask::CpuMask;
+use crate::cpumask::WorkerMask;
 use crate::error::{StopError, run_caught};
 use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::thread::{self, Thread};
@@ -61,7 +61,7 @@ pub(crate) struct Timeline {
 /// One multi-worker stop: the kernel's `struct multi_stop_data`.
 pub(crate) struct MultiStop<F, R> {
     f: F,
-    active: CpuMask,
+    active: WorkerMask,
     state: AtomicU8,
     ack: AtomicUsize,
     num_threads: AtomicUsize,
@@ -89,7 +89,7 @@ pub(crate) struct MultiStop<F, R> {
 /// It gets the workers arrived so far, and a check that the stop still
 /// waits in PREPARE (to be made under whatever lock orders it with the
 /// stop's end).
-pub(crate) type Straggle = Box<dyn Fn(&CpuMask, &dyn Fn() -> bool) + Send + Sync>;
+pub(crate) type Straggle = Box<dyn Fn(&WorkerMask, &dyn Fn() -> bool) + Send + Sync>;
 
 impl<F, R> MultiStop<F, R>
 where
@@ -97,7 +97,7 @@ where
 {
     pub(crate) fn new(
         f: F,
-        active: CpuMask,
+        active: WorkerMask,
         deadline: Option<Instant>,
         done: Arc<Completion>,
     ) -> MultiStop<F, R> {
@@ -131,7 +131,7 @@ where
         if self.straggled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let arrived: CpuMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();
+        let arrived: WorkerMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();
         f(&arrived, &|| self.state() == State::Prepare);
     }
 
@@ -272,8 +272,8 @@ where
     }
 
     /// The participants that had not reached PREPARE.
-    pub(crate) fn stragglers(&self, participants: &CpuMask) -> CpuMask {
-        let arrived: CpuMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();
+    pub(crate) fn stragglers(&self, participants: &WorkerMask) -> WorkerMask {
+        let arrived: WorkerMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();
         participants - &arrived
     }
 

@@ -7,7 +7,7 @@ use super::lock::StopGuard;
 use super::multi_stop::{MultiStop, State};
 use super::report;
 use super::work::{Go, StopWork};
-use crate::cpumask::CpuMask;
+use crate::cpumask::WorkerMask;
 use crate::error::StopError;
 use crate::runtime::service;
 use crate::runtime::shared::Shared;
@@ -52,9 +52,9 @@ impl Request {
 pub(crate) struct Plan {
     pub(crate) request: Request,
     /// Workers that take part (all online).
-    pub(crate) participants: CpuMask,
+    pub(crate) participants: WorkerMask,
     /// Workers that run the function; a subset of `participants`.
-    pub(crate) active: CpuMask,
+    pub(crate) active: WorkerMask,
     /// Whether inactive workers asleep in their driver may be counted as
     /// stopped without waking them.
     pub(crate) claim_idle: bool,
@@ -65,7 +65,7 @@ pub(crate) struct Plan {
 /// # Errors
 ///
 /// [`StopError::EmptyMask`], [`StopError::InvalidWorker`].
-pub(crate) fn validate(shared: &Shared, mask: &CpuMask) -> Result<(), StopError> {
+pub(crate) fn validate(shared: &Shared, mask: &WorkerMask) -> Result<(), StopError> {
     if mask.is_empty() {
         return Err(StopError::EmptyMask);
     }
@@ -216,14 +216,16 @@ where
         };
     if !targets.is_empty() {
         let (targets, stats) = (targets.clone(), shared.stats.clone());
-        ms.on_straggle(Box::new(move |arrived: &CpuMask, waiting: &dyn Fn() -> bool| {
-            for (index, w, seq) in &targets {
-                let late = || waiting() && w.stopper.done_seq() < *seq;
-                if !arrived.contains(*index) && w.priority.boost(late) {
-                    stats.count_boost();
+        ms.on_straggle(Box::new(
+            move |arrived: &WorkerMask, waiting: &dyn Fn() -> bool| {
+                for (index, w, seq) in &targets {
+                    let late = || waiting() && w.stopper.done_seq() < *seq;
+                    if !arrived.contains(*index) && w.priority.boost(late) {
+                        stats.count_boost();
+                    }
                 }
-            }
-        }));
+            },
+        ));
     }
     ms.start(
         queued.len(),
@@ -267,7 +269,7 @@ where
             return Err(why);
         }
         report::record(shared, &request, Measured::timed_out(request.kind));
-        let waited: CpuMask = queued.iter().map(|(w, _)| w.index).collect();
+        let waited: WorkerMask = queued.iter().map(|(w, _)| w.index).collect();
         return Err(snapshot.timed_out(shared, &ms.stragglers(&waited), &request));
     }
     let results = ms.take_results();

@@ -3,7 +3,7 @@
 
 use super::multi_stop::Timeline;
 use super::plan::Request;
-use crate::cpumask::CpuMask;
+use crate::cpumask::WorkerMask;
 use crate::error::{StopError, Straggler};
 use crate::runtime::shared::Shared;
 use crate::runtime::task::TaskId;
@@ -37,7 +37,7 @@ impl Snapshot {
 
     /// The error of a stop abandoned at its deadline, naming what each
     /// straggler was doing instead of reaching its stopper.
-    pub(crate) fn timed_out(&self, shared: &Shared, stragglers: &CpuMask, request: &Request) -> StopError {
+    pub(crate) fn timed_out(&self, shared: &Shared, stragglers: &WorkerMask, request: &Request) -> StopError {
         let stragglers: Vec<Straggler> = stragglers
             .iter()
             .map(|w| {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{Pu, Topology};
-use crate::cpumask::CpuMask;
+use crate::cpumask::WorkerMask;
 
 /// Where the runtime's workers run: the [`Topology`] translated into masks of
 /// **worker ids**, for choosing which workers a stop (or any per-worker job)
@@ -40,9 +40,9 @@ pub struct WorkerPlacement {
     // Per worker: the PU it is pinned to.
     worker_pus: Vec<Option<Pu>>,
     // Keyed by id so iteration is ascending.
-    by_core: BTreeMap<usize, CpuMask>,
-    by_node: BTreeMap<usize, CpuMask>,
-    by_package: BTreeMap<usize, CpuMask>,
+    by_core: BTreeMap<usize, WorkerMask>,
+    by_node: BTreeMap<usize, WorkerMask>,
+    by_package: BTreeMap<usize, WorkerMask>,
 }
 
 impl WorkerPlacement {
@@ -78,9 +78,9 @@ impl WorkerPlacement {
                 })
             })
             .collect();
-        let mut by_core = BTreeMap::<usize, CpuMask>::new();
-        let mut by_node = BTreeMap::<usize, CpuMask>::new();
-        let mut by_package = BTreeMap::<usize, CpuMask>::new();
+        let mut by_core = BTreeMap::<usize, WorkerMask>::new();
+        let mut by_node = BTreeMap::<usize, WorkerMask>::new();
+        let mut by_package = BTreeMap::<usize, WorkerMask>::new();
         for (worker, pu) in worker_pus.iter().enumerate() {
             if let Some(pu) = pu {
                 by_core.entry(pu.core).or_default().insert(worker);
@@ -137,8 +137,8 @@ impl WorkerPlacement {
     /// let placement = WorkerPlacement::new(Topology::from_pus(vec![]), vec![None; 3]);
     /// assert_eq!(placement.workers().to_string(), "0-2");
     /// ```
-    pub fn workers(&self) -> CpuMask {
-        CpuMask::full(self.num_workers())
+    pub fn workers(&self) -> WorkerMask {
+        WorkerMask::full(self.num_workers())
     }
 
     /// The workers pinned to a cpu.
@@ -152,7 +152,7 @@ impl WorkerPlacement {
     /// let placement = WorkerPlacement::new(topo, vec![None, Some(0)]);
     /// assert_eq!(placement.pinned().to_string(), "1");
     /// ```
-    pub fn pinned(&self) -> CpuMask {
+    pub fn pinned(&self) -> WorkerMask {
         (0..self.num_workers())
             .filter(|&w| self.worker_cpus[w].is_some())
             .collect()
@@ -220,7 +220,7 @@ impl WorkerPlacement {
     /// let placement = WorkerPlacement::new(topo, vec![Some(1), Some(0), Some(1)]);
     /// assert_eq!(placement.node_mask(1).to_string(), "0,2");
     /// ```
-    pub fn node_mask(&self, node: usize) -> CpuMask {
+    pub fn node_mask(&self, node: usize) -> WorkerMask {
         self.by_node.get(&node).cloned().unwrap_or_default()
     }
 
@@ -238,7 +238,7 @@ impl WorkerPlacement {
     /// let placement = WorkerPlacement::new(topo, vec![Some(0), Some(1)]);
     /// assert_eq!(placement.package_mask(1).to_string(), "1");
     /// ```
-    pub fn package_mask(&self, package: usize) -> CpuMask {
+    pub fn package_mask(&self, package: usize) -> WorkerMask {
         self.by_package.get(&package).cloned().unwrap_or_default()
     }
 
@@ -256,7 +256,7 @@ impl WorkerPlacement {
     /// let placement = WorkerPlacement::new(topo, vec![Some(0), Some(1)]);
     /// assert_eq!(placement.core_mask(7).to_string(), "0-1");
     /// ```
-    pub fn core_mask(&self, core: usize) -> CpuMask {
+    pub fn core_mask(&self, core: usize) -> WorkerMask {
         self.by_core.get(&core).cloned().unwrap_or_default()
     }
 
@@ -276,7 +276,7 @@ impl WorkerPlacement {
     /// assert_eq!(placement.core_mask_of(1).to_string(), "0-1");
     /// assert_eq!(placement.core_mask_of(2).to_string(), "2");
     /// ```
-    pub fn core_mask_of(&self, worker: usize) -> CpuMask {
+    pub fn core_mask_of(&self, worker: usize) -> WorkerMask {
         self.mask_of(worker, |pu| self.core_mask(pu.core))
     }
 
@@ -295,7 +295,7 @@ impl WorkerPlacement {
     /// let placement = WorkerPlacement::new(topo, vec![Some(0), Some(1), None]);
     /// assert_eq!(placement.node_mask_of(0).to_string(), "0-1");
     /// ```
-    pub fn node_mask_of(&self, worker: usize) -> CpuMask {
+    pub fn node_mask_of(&self, worker: usize) -> WorkerMask {
         self.mask_of(worker, |pu| self.node_mask(pu.node))
     }
 
@@ -314,7 +314,7 @@ impl WorkerPlacement {
     /// let placement = WorkerPlacement::new(topo, vec![Some(0), Some(1)]);
     /// assert_eq!(placement.package_mask_of(1).to_string(), "1");
     /// ```
-    pub fn package_mask_of(&self, worker: usize) -> CpuMask {
+    pub fn package_mask_of(&self, worker: usize) -> WorkerMask {
         self.mask_of(worker, |pu| self.package_mask(pu.package))
     }
 
@@ -334,8 +334,8 @@ impl WorkerPlacement {
     /// let placement = WorkerPlacement::new(topo, vec![Some(1), Some(0), None]);
     /// assert_eq!(placement.one_per_core().to_string(), "0,2");
     /// ```
-    pub fn one_per_core(&self) -> CpuMask {
-        let mut mask: CpuMask = self.by_core.values().filter_map(CpuMask::first).collect();
+    pub fn one_per_core(&self) -> WorkerMask {
+        let mut mask: WorkerMask = self.by_core.values().filter_map(WorkerMask::first).collect();
         mask |= self.workers() - self.pinned();
         mask
     }
@@ -391,10 +391,10 @@ impl WorkerPlacement {
         self.by_package.keys().copied()
     }
 
-    fn mask_of(&self, worker: usize, group: impl Fn(&Pu) -> CpuMask) -> CpuMask {
+    fn mask_of(&self, worker: usize, group: impl Fn(&Pu) -> WorkerMask) -> WorkerMask {
         match self.worker_pus.get(worker) {
-            None => CpuMask::new(),
-            Some(None) => CpuMask::of(worker),
+            None => WorkerMask::new(),
+            Some(None) => WorkerMask::of(worker),
             Some(Some(pu)) => group(pu),
         }
     }
@@ -414,8 +414,8 @@ mod tests {
     fn masks_per_level() {
         let p = per_pu();
         assert_eq!(p.num_workers(), 16);
-        assert_eq!(p.workers(), CpuMask::full(16));
-        assert_eq!(p.pinned(), CpuMask::full(16));
+        assert_eq!(p.workers(), WorkerMask::full(16));
+        assert_eq!(p.pinned(), WorkerMask::full(16));
         assert_eq!(p.nodes().collect::<Vec<_>>(), [0, 1, 2, 3]);
         assert_eq!(p.cores().collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
         assert_eq!(p.packages().collect::<Vec<_>>(), [0, 1]);
@@ -426,9 +426,9 @@ mod tests {
         assert!(p.node_mask(4).is_empty() && p.package_mask(2).is_empty());
         assert!(p.core_mask(8).is_empty());
         // Every level partitions the workers.
-        let nodes: Vec<CpuMask> = p.nodes().map(|n| p.node_mask(n)).collect();
-        assert_eq!(nodes.iter().map(CpuMask::weight).sum::<usize>(), 16);
-        assert_eq!(nodes.iter().fold(CpuMask::new(), |a, m| a | m), p.workers());
+        let nodes: Vec<WorkerMask> = p.nodes().map(|n| p.node_mask(n)).collect();
+        assert_eq!(nodes.iter().map(WorkerMask::weight).sum::<usize>(), 16);
+        assert_eq!(nodes.iter().fold(WorkerMask::new(), |a, m| a | m), p.workers());
     }
 
     #[test]
@@ -452,11 +452,11 @@ mod tests {
     #[test]
     fn one_per_core_lowest_worker() {
         let p = per_pu();
-        assert_eq!(p.one_per_core(), CpuMask::full(8));
+        assert_eq!(p.one_per_core(), WorkerMask::full(8));
         // Workers numbered against the OS order: worker i on cpu 15 - i.
         let rev = WorkerPlacement::new(big(), (0..16).rev().map(Some).collect());
         // Cores 7..0 hold workers {0,8}, {1,9}, ...: the lowest are 0..8.
-        assert_eq!(rev.one_per_core(), CpuMask::full(8));
+        assert_eq!(rev.one_per_core(), WorkerMask::full(8));
         assert_eq!(rev.core_mask_of(0).to_string(), "0,8");
         assert_eq!(rev.worker_pu(0).unwrap().core, 7);
     }
@@ -469,7 +469,7 @@ mod tests {
         assert_eq!(p.core_mask_of(0).to_string(), "0,2-3");
         assert_eq!(p.core_mask_of(1).to_string(), "1");
         assert_eq!(p.node_mask_of(4).to_string(), "4");
-        assert_eq!(p.package_mask_of(1), CpuMask::of(1));
+        assert_eq!(p.package_mask_of(1), WorkerMask::of(1));
         assert_eq!(p.one_per_core().to_string(), "0-1,4");
         assert_eq!(p.nodes().collect::<Vec<_>>(), [2]);
         assert_eq!(p.packages().collect::<Vec<_>>(), [1]);
@@ -489,10 +489,10 @@ mod tests {
         let workers: Vec<Option<usize>> = t.one_per_core().iter().map(Some).collect();
         let p = WorkerPlacement::new(t, workers);
         assert_eq!(p.worker_cpus(), &[Some(4), Some(5), Some(6), Some(7)]);
-        assert_eq!(p.one_per_core(), CpuMask::full(4));
+        assert_eq!(p.one_per_core(), WorkerMask::full(4));
         assert_eq!(p.node_mask(2).to_string(), "0-1");
         assert_eq!(p.node_mask(3).to_string(), "2-3");
-        assert_eq!(p.core_mask_of(2), CpuMask::of(2));
+        assert_eq!(p.core_mask_of(2), WorkerMask::of(2));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! (or no longer) stopped.
 
 use super::{MultiStop, State};
-use crate::cpumask::CpuMask;
+use crate::cpumask::WorkerMask;
 use crate::stop::completion::Completion;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicUsize, Ordering};
@@ -39,7 +39,7 @@ struct World {
 /// One stop: `n` participants (workers `0..n`), `active` of them running
 /// `f`; with `abandon`, the coordinator tries to abandon the stop right
 /// after starting it, racing the participants' way out of PREPARE.
-fn run(n: usize, active: CpuMask, abandon: bool) {
+fn run(n: usize, active: WorkerMask, abandon: bool) {
     let world = Arc::new(World {
         tasks: (0..n).map(|_| Shared::new(0)).collect(),
         results: (0..n).map(|_| Shared::new(0)).collect(),
@@ -66,7 +66,7 @@ fn run(n: usize, active: CpuMask, abandon: bool) {
         done.clone(),
     ));
     let weak = Arc::downgrade(&ms);
-    let everyone = CpuMask::from(0..n);
+    let everyone = WorkerMask::from(0..n);
     let _ = world.all_arrived.set(Box::new(move || {
         weak.upgrade().unwrap().stragglers(&everyone).is_empty()
     }));
@@ -135,27 +135,27 @@ fn run(n: usize, active: CpuMask, abandon: bool) {
 
 #[test]
 fn model_multi_stop_two_workers() {
-    model(3, || run(2, CpuMask::from(0..2), false));
+    model(3, || run(2, WorkerMask::from(0..2), false));
 }
 
 #[test]
 fn model_multi_stop_two_workers_abandon() {
-    model(3, || run(2, CpuMask::from(0..2), true));
+    model(3, || run(2, WorkerMask::from(0..2), true));
 }
 
 #[test]
 fn model_multi_stop_three_workers_one_active() {
-    model(2, || run(3, CpuMask::of(1), false));
+    model(2, || run(3, WorkerMask::of(1), false));
 }
 
 #[test]
 fn model_multi_stop_three_workers_all_active() {
-    model(2, || run(3, CpuMask::from(0..3), false));
+    model(2, || run(3, WorkerMask::from(0..3), false));
 }
 
 #[test]
 fn model_multi_stop_three_workers_abandon() {
-    model(2, || run(3, CpuMask::of(1), true));
+    model(2, || run(3, WorkerMask::of(1), true));
 }
 
 /// A participant's work is refused (its worker shut down or died between
@@ -174,7 +174,7 @@ fn model_multi_stop_cancelled_participant() {
             move |_| {
                 r.fetch_add(1, Ordering::Relaxed);
             },
-            CpuMask::from(0..2),
+            WorkerMask::from(0..2),
             None,
             done.clone(),
         ));
