@@ -131,15 +131,15 @@ impl fmt::Debug for Latency {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn ns(d: Duration) -> f64 {
+    pub(crate) fn ns(d: Duration) -> f64 {
         d.as_nanos() as f64
     }
 
     /// Whether `read` is `value` or at most 0.1 % above it.
-    fn close(read: Duration, value: Duration) -> bool {
+    pub(crate) fn close(read: Duration, value: Duration) -> bool {
         read >= value && ns(read) <= ns(value) * 1.001
     }
 

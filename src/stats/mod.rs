@@ -354,16 +354,8 @@ impl Recorder {
 
 #[cfg(test)]
 mod tests {
+    use super::latency::tests::close;
     use super::*;
-
-    fn ns(d: Duration) -> f64 {
-        d.as_nanos() as f64
-    }
-
-    /// Whether `read` is `value` or at most 0.1 % above it.
-    fn close(read: Duration, value: Duration) -> bool {
-        read >= value && ns(read) <= ns(value) * 1.001
-    }
 
     #[test]
     fn every_kind_has_its_own_row_and_name() {
