@@ -81,18 +81,25 @@ pub(crate) fn validate(shared: &Shared, mask: &WorkerMask) -> Result<(), StopErr
 /// # Errors
 ///
 /// [`StopError::TimedOut`] with no straggler: another stop held the lock
-/// past the deadline.
+/// past the deadline; [`StopError::Shutdown`]: the runtime began to shut
+/// down meanwhile.
 pub(crate) async fn lock(shared: &Shared, request: &Request) -> Result<StopGuard, StopError> {
     let locked = shared
         .watchdog
         .within(request.deadline, shared.stop_lock.lock())
         .await;
-    locked.map_err(|()| {
+    let guard = locked.map_err(|()| {
         report::record(shared, request, Measured::timed_out(request.kind));
         StopError::TimedOut {
             stragglers: Vec::new(),
         }
-    })
+    })?;
+    // The runtime may have begun to shut down while this waited: every
+    // worker is closing then, and the stop would find none online.
+    if shared.is_shut_down() {
+        return Err(StopError::Shutdown);
+    }
+    Ok(guard)
 }
 
 /// Queues `job(w)` on each worker of `mask`. The caller holds the queueing
