@@ -94,7 +94,7 @@ def load_server(run_dir, name):
 def figures(server):
     """The numbers of one table row."""
     wrk = server["wrk"] or {}
-    row = {"server": server["name"]}
+    row = {"server": server["name"], "pinned": server["data"].get("pinned")}
     if wrk:
         row["rps"] = wrk["requests"] / (wrk["duration_us"] / 1e6)
         row["requests"] = wrk["requests"]
@@ -148,7 +148,9 @@ def table(rows):
         foreign = f"{r['foreign_cpus']:.2f} CPUs" if "foreign_cpus" in r else "?"
         rps = f"{r['rps']:,.0f}" if "rps" in r else "—"
         stops = str(r["stops"]) if r["stops"] else "—"
-        lines.append(f"| {LABELS[r['server']]} | {rps} | {t(r.get('wrk_p50_ns'))} | {t(r.get('wrk_p99_ns'))} | "
+        label = LABELS[r["server"]] + (", workers unpinned" if r.get("pinned") is False
+                                        and r["server"] == "stop-machine" else "")
+        lines.append(f"| {label} | {rps} | {t(r.get('wrk_p50_ns'))} | {t(r.get('wrk_p99_ns'))} | "
                      f"{errors} | {stops} | {t(r.get('stop_p50_ns'))} | {t(r.get('stop_p99_ns'))} | "
                      f"{t(r.get('stop_max_ns'))} | {seg('request_to_stopped')} | {seg('stopped')} | "
                      f"{seg('resume')} | {torn} | {r['loadavg_before']} | {foreign} |")
@@ -197,7 +199,7 @@ def pool(servers):
     servers = [s for s in servers if s]
     if not servers:
         return None
-    out = {"name": servers[0]["name"], "data": {}, "meta": {}, "stops": {},
+    out = {"name": servers[0]["name"], "data": {"pinned": servers[0]["data"].get("pinned")}, "meta": {}, "stops": {},
            "stops_outside_load": sum(s["stops_outside_load"] for s in servers)}
     for key in ("torn_reads", "stop_errors", "connection_errors", "closed_mid_request"):
         out["data"][key] = sum(s["data"].get(key, 0) for s in servers)
@@ -225,7 +227,7 @@ def pool(servers):
 # The plot.
 # ---------------------------------------------------------------------------
 
-W, H = 1010, 490
+W, H = 1010, 500
 TOP, BOTTOM = 60, 380
 PANEL_W = 420
 LEFTS = [70, 70 + PANEL_W + 80]
@@ -331,9 +333,10 @@ def draw(path, runs, pooled, title):
             tx = x(panel, pct(g, p) * factor)
             parts.append(f'<line x1="{tx:.1f}" y1="{yy - 12:.1f}" x2="{tx:.1f}" y2="{yy + 12:.1f}" '
                          f'stroke="#228833" stroke-width="2.5"/>')
-            parts.append(text(tx + 4, yy - 16, f"target: p{p} ≤ {factor} × Go's", 10, "start",
-                              'fill="#228833"'))
-    ly = H - 50
+            right = tx > LEFTS[panel] + PANEL_W * 0.6
+            parts.append(text(tx - 4 if right else tx + 4, yy - 16, f"target: p{p} ≤ {factor} × Go's", 10,
+                              "end" if right else "start", 'fill="#228833"'))
+    ly = H - 62
     for name in ("stop-machine", "go"):
         s = pooled.get(name)
         if not s or not s["stops"].get("total_ns"):
@@ -345,7 +348,7 @@ def draw(path, runs, pooled, title):
                           f"{', all runs' if len(runs) > 1 else ''})", 12, "start"))
         ly += 20
     if len(runs) > 1:
-        parts.append(text(W - 20, H - 50, "thick: all runs pooled; thin: each run", 11, "end"))
+        parts.append(text(LEFTS[0], ly, "thick: all runs pooled; thin: each run", 11, "start"))
     parts.append("</svg>")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--out PATH]
+usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--out PATH]
 
 Serves HTTP/1.1 GET on 127.0.0.1:P (0: any free port; the address is printed
 as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
@@ -14,7 +14,8 @@ as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
   stop-machine  hyper on a stop-machine runtime of N workers (default: one per
                 CPU), the accept loop on worker 0 handing connections to the
                 workers in turn; a task on worker 0 patches the served config
-                under stop_machine every MS milliseconds (default 5, 0: never)
+                under stop_machine every MS milliseconds (default 5, 0: never);
+                --no-pin: workers not pinned to their CPUs
   tokio         the same service on a tokio multi_thread runtime of N worker
                 threads (default: one per CPU), no stops
 
@@ -47,6 +48,8 @@ pub struct Args {
     pub patch_every: Option<Duration>,
     /// `None`: one per CPU.
     pub workers: Option<usize>,
+    /// Pin stop-machine's workers to their CPUs (the builder's default).
+    pub pin: bool,
     pub out: Option<PathBuf>,
 }
 
@@ -65,6 +68,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut duration = Duration::from_secs(60);
     let mut patch_ms = 5u64;
     let mut workers = None;
+    let mut pin = true;
     let mut out = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -76,6 +80,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--duration" => duration = Duration::from_secs(number(&arg, &value(&arg)?)?),
             "--patch-ms" => patch_ms = number(&arg, &value(&arg)?)?,
             "--workers" => workers = Some(number::<usize>(&arg, &value(&arg)?)?.max(1)),
+            "--no-pin" => pin = false,
             "--out" => out = Some(PathBuf::from(value(&arg)?)),
             // cargo bench passes --bench to every harness = false binary.
             "--bench" => {}
@@ -92,6 +97,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         duration,
         patch_every: (mode == Mode::StopMachine && patch_ms > 0).then(|| Duration::from_millis(patch_ms)),
         workers,
+        pin,
         out,
     }))
 }

@@ -75,28 +75,34 @@ fn wait_for_end(limit: Duration) {
 
 fn run(args: &Args) -> std::io::Result<output::Results> {
     let started_unix_ns = unix_ns();
-    let (addr, workers, recorder) = match args.mode {
+    let (addr, workers, pinned, recorder) = match args.mode {
         Mode::StopMachine => {
             let server = stop_server::start(args)?;
-            let (addr, workers, recorder) = (server.addr, server.workers, server.recorder.clone());
+            let (addr, workers, pinned) = (server.addr, server.workers, server.pinned);
+            let recorder = server.recorder.clone();
             // The runtime lives until the process exits.
             std::mem::forget(server);
-            (addr, workers, Some(recorder))
+            (addr, workers, pinned, Some(recorder))
         }
         Mode::Tokio => {
             let server = tokio_server::start(args)?;
             let (addr, workers) = (server.addr, server.workers);
             std::mem::forget(server);
-            (addr, workers, None)
+            (addr, workers, false, None)
         }
     };
-    println!("listening on {addr} ({}, {workers} workers)", args.mode.name());
+    println!(
+        "listening on {addr} ({}, {workers} workers{})",
+        args.mode.name(),
+        if pinned { ", pinned" } else { "" }
+    );
     let _ = std::io::stdout().flush();
     wait_for_end(args.duration);
     let stops = recorder.as_ref().map(|r| r.take()).unwrap_or_default();
     Ok(output::Results {
         server: args.mode.name(),
         workers,
+        pinned,
         patch_interval_ns: args.patch_every.map_or(0, |d| d.as_nanos() as u64),
         started_unix_ns,
         ended_unix_ns: unix_ns(),

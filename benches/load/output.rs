@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 pub struct Results {
     pub server: &'static str,
     pub workers: usize,
+    pub pinned: bool,
     pub patch_interval_ns: u64,
     pub started_unix_ns: u64,
     pub ended_unix_ns: u64,
@@ -32,11 +33,12 @@ impl Results {
         let mut out = String::new();
         let _ = write!(
             out,
-            "{{\"server\":\"{}\",\"workers\":{},\"patch_interval_ns\":{},\"started_unix_ns\":{},\
+            "{{\"server\":\"{}\",\"workers\":{},\"pinned\":{},\"patch_interval_ns\":{},\"started_unix_ns\":{},\
              \"ended_unix_ns\":{},\"torn_reads\":{},\"connection_errors\":{},\"closed_mid_request\":{},\
              \"stop_errors\":{},\"last_version\":{},\"stops\":{{",
             self.server,
             self.workers,
+            self.pinned,
             self.patch_interval_ns,
             self.started_unix_ns,
             self.ended_unix_ns,

@@ -17,6 +17,7 @@ pub struct Server {
     _runtime: Runtime,
     pub addr: SocketAddr,
     pub workers: usize,
+    pub pinned: bool,
     pub recorder: Arc<patcher::Recorder>,
 }
 
@@ -24,6 +25,7 @@ pub struct Server {
 /// patching.
 pub fn start(args: &Args) -> std::io::Result<Server> {
     let mut builder = Runtime::builder();
+    builder.pin(args.pin);
     if let Some(n) = args.workers {
         builder.workers(n);
     }
@@ -53,6 +55,7 @@ pub fn start(args: &Args) -> std::io::Result<Server> {
         _runtime: runtime,
         addr,
         workers,
+        pinned: h.worker_cpu(0).is_some(),
         recorder,
     })
 }
