@@ -86,6 +86,7 @@ def load_server(run_dir, name):
         out["foreign_cpus"] = max(foreign, 0) / tck / wall
         out["server_cpus"] = int(meta["server_ticks"]) / tck / wall
         out["wrk_cpus"] = int(meta["wrk_ticks"]) / tck / wall
+        out["preempted_per_s"] = int(meta["server_preempted"]) / wall
     except (KeyError, ValueError, ZeroDivisionError):
         pass
     return out
@@ -119,7 +120,7 @@ def figures(server):
         if seg:
             row[key.replace("_ns", "") + "_p50_ns"] = pct(seg, 50)
             row[key.replace("_ns", "") + "_p99_ns"] = pct(seg, 99)
-    for key in ("foreign_cpus", "server_cpus", "wrk_cpus"):
+    for key in ("foreign_cpus", "server_cpus", "wrk_cpus", "preempted_per_s"):
         if key in server:
             row[key] = server[key]
     row["loadavg_before"] = server["meta"].get("loadavg_before", "?").replace(",", " ")
@@ -214,7 +215,7 @@ def pool(servers):
         out["wrk"] = wrk
     else:
         out["wrk"] = None
-    for key in ("foreign_cpus", "server_cpus", "wrk_cpus"):
+    for key in ("foreign_cpus", "server_cpus", "wrk_cpus", "preempted_per_s"):
         vals = [s[key] for s in servers if key in s]
         if vals:
             out[key] = sum(vals) / len(vals)
@@ -380,6 +381,11 @@ def main():
         print(f"\n### Run {i} of {len(runs)}\n")
         print(table(rows))
         closed = [f"{r['server']} {r['closed_mid_request']}" for r in rows if r.get("closed_mid_request")]
+        cpu = [f"{r['server']} {r['server_cpus']:.2f} + wrk {r['wrk_cpus']:.2f}"
+               + (f", server threads preempted {r['preempted_per_s']:,.0f}/s" if "preempted_per_s" in r else "")
+               for r in rows if "server_cpus" in r]
+        if cpu:
+            print(f"\nCPUs used while wrk ran: {'; '.join(cpu)}.")
         if closed:
             print("\nConnections wrk closed with a request in flight when its time was up (hyper's "
                   f"IncompleteMessage; not errors): {', '.join(closed)}.")
