@@ -1,0 +1,3 @@
+module loadbench
+
+go 1.19
