@@ -134,8 +134,8 @@ impl Drop for CtxGuard {
 }
 
 /// A task future counted in [`Live::tasks`] until it is dropped.
-fn tracked<F: Future>(world: &World, fut: F) -> impl Future<Output = F::Output> + use<F> {
-    let token = Token::new(&world.live.tasks);
+fn tracked<F: Future>(world: &World, what: String, fut: F) -> impl Future<Output = F::Output> + use<F> {
+    let token = Token::task(&world.live, what);
     async move {
         let _alive = token;
         fut.await
@@ -181,13 +181,18 @@ pub fn start_context(world: &Arc<World>, c: usize, threads: &mut Vec<JoinHandle<
             );
         }
         Origin::SpawnOn(on) => {
-            let j = h.spawn_on(on, tracked(world, async move { run_task_ctx(&w, guard).await }));
+            let j = h.spawn_on(
+                on,
+                tracked(world, format!("context {c}"), async move {
+                    run_task_ctx(&w, guard).await
+                }),
+            );
             world.set_aborter(c, move || j.abort());
         }
         Origin::Local(on) => {
             drop(h.spawn_on(
                 on,
-                tracked(world, async move {
+                tracked(world, format!("context {c}'s parent"), async move {
                     let inner = {
                         let w = w.clone();
                         async move {
@@ -195,7 +200,7 @@ pub fn start_context(world: &Arc<World>, c: usize, threads: &mut Vec<JoinHandle<
                             run_task_ctx(&w, guard).await;
                         }
                     };
-                    let j = stop_machine::spawn_local(tracked(&w, inner));
+                    let j = stop_machine::spawn_local(tracked(&w, format!("context {c}"), inner));
                     w.set_aborter(c, move || j.abort());
                 }),
             ));
@@ -203,8 +208,12 @@ pub fn start_context(world: &Arc<World>, c: usize, threads: &mut Vec<JoinHandle<
         Origin::Tokio(on) => {
             drop(h.spawn_on(
                 on,
-                tracked(world, async move {
-                    let j = tokio::spawn(tracked(&w, run_task_ctx_owned(w.clone(), guard)));
+                tracked(world, format!("context {c}'s parent"), async move {
+                    let j = tokio::spawn(tracked(
+                        &w,
+                        format!("context {c}"),
+                        run_task_ctx_owned(w.clone(), guard),
+                    ));
                     let abort = j.abort_handle();
                     w.set_aborter(c, move || abort.abort());
                     let _ = j.await;
@@ -237,12 +246,14 @@ fn hog_loop(world: &World, id: usize) {
 pub fn start_hog(world: &Arc<World>, id: usize) {
     let hog = &world.prog.hogs[id];
     let w = world.clone();
-    let spin = tracked(world, async move { hog_loop(&w, id) });
+    let spin = tracked(world, format!("hog {id}"), async move { hog_loop(&w, id) });
     let h = &world.handle;
     if hog.tokio {
         drop(h.spawn_on(
             hog.worker,
-            tracked(world, async move { drop(tokio::spawn(spin).await) }),
+            tracked(world, format!("hog {id}'s parent"), async move {
+                drop(tokio::spawn(spin).await)
+            }),
         ));
     } else {
         drop(h.spawn_on(hog.worker, spin));
