@@ -44,12 +44,17 @@ impl<'a> OpGuard<'a> {
         self.settle(OpState::Ended(format!("{out:?}")), nowait_queued);
     }
 
-    /// The call panicked into its caller: legitimate only for a stop
-    /// function's captured drop bomb (known bug 3's pattern) whose last
-    /// reference the caller held.
+    /// The call panicked into its caller: legitimate only for a drop bomb
+    /// whose last owner the caller was (known bugs 2 and 3's patterns).
     fn end_panicked(mut self, msg: String) {
-        let bomb = format!("torture: drop bomb in f of op {}", self.op.id);
-        if !(self.op.call.body().is_some_and(|b| b.panicky_capture) && msg == bomb) {
+        let id = self.op.id;
+        let captured = self.op.call.body().is_some_and(|b| b.panicky_capture)
+            && msg == format!("torture: drop bomb in f of op {id}");
+        // Known bug 2's detached output: dropped by the caller when the
+        // child had already finished.
+        let output = matches!(&self.op.call, Call::Child(c) if c.bomb_output)
+            && msg == format!("torture: drop bomb in output of child of op {id}");
+        if !(captured || output) {
             self.violation(&format!("the call panicked: {msg}"));
         }
         self.settle(OpState::Ended(format!("panicked: {msg}")), false);

@@ -69,7 +69,7 @@ fn finding_09_a_stop_waiting_for_the_lock_during_shutdown_says_offline() {
 /// while the worker is still inside a task's poll. A `stop_machine` then
 /// counts that worker as offline and runs `f` while the task runs: the
 /// same breach as known bug 4, through cancellation instead of parking
-/// one's own worker. Torture seed 18 with `TORTURE_KNOWN_BUGS=10,10`.
+/// one's own worker. Torture seed 59 with `TORTURE_KNOWN_BUGS=10,10`.
 #[test]
 #[ignore = "found bug 10: fails on the code it was found on"]
 fn finding_10_a_dropped_park_worker_future_lets_f_run_beside_a_task() {
@@ -114,8 +114,8 @@ fn finding_10_a_dropped_park_worker_future_lets_f_run_beside_a_task() {
 /// beside them. The window is wide when the dropping thread is preempted
 /// mid-loop, so this stress test runs the drop at `SCHED_IDLE` against busy
 /// threads. Seen once in torture seed 1143 with `TORTURE_KNOWN_BUGS=7,7`
-/// and 2 jobs (release build). Not deterministic: 4 and 11 of 200 cycles
-/// in two runs on the machine it was found on, each time with worker 0's
+/// and 2 jobs (release build). Not deterministic: 2, 4 and 11 of 200
+/// cycles in three runs on the machine it was found on, each time with worker 0's
 /// stopper already closed when `f` ran.
 #[test]
 #[ignore = "found bug 11: fails (not every run) on the code it was found on"]

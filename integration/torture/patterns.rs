@@ -161,7 +161,15 @@ impl Gen {
             ops,
             hotplug: true,
         });
-        vec![Step::StartHog(hog), Step::Spin(1_000), Step::Start(id)]
+        // The hog outlives the stop by far, yet is released whatever the
+        // runtime does (a fixed runtime may make the stop wait for it).
+        vec![
+            Step::StartHog(hog),
+            Step::Spin(1_000),
+            Step::Start(id),
+            Step::Spin(20_000),
+            Step::Release(hog),
+        ]
     }
 }
 
