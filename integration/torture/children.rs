@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub struct ChildOut(#[allow(dead_code)] Option<PanicOnDrop>);
 
 fn body(world: &Arc<World>, op: usize, c: &Child) -> impl Future<Output = ChildOut> + Send + 'static {
-    let token = Token::new(&world.live.tasks);
+    let token = Token::task(&world.live, format!("child of op {op}"));
     let (world, c) = (world.clone(), c.clone());
     async move {
         let _alive = token;

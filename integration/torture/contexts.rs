@@ -44,12 +44,17 @@ impl<'a> OpGuard<'a> {
         self.settle(OpState::Ended(format!("{out:?}")), nowait_queued);
     }
 
-    /// The call panicked into its caller: legitimate only for a stop
-    /// function's captured drop bomb (known bug 3's pattern) whose last
-    /// reference the caller held.
+    /// The call panicked into its caller: legitimate only for a drop bomb
+    /// whose last owner the caller was (known bugs 2 and 3's patterns).
     fn end_panicked(mut self, msg: String) {
-        let bomb = format!("torture: drop bomb in f of op {}", self.op.id);
-        if !(self.op.call.body().is_some_and(|b| b.panicky_capture) && msg == bomb) {
+        let id = self.op.id;
+        let captured = self.op.call.body().is_some_and(|b| b.panicky_capture)
+            && msg == format!("torture: drop bomb in f of op {id}");
+        // Known bug 2's detached output: dropped by the caller when the
+        // child had already finished.
+        let output = matches!(&self.op.call, Call::Child(c) if c.bomb_output)
+            && msg == format!("torture: drop bomb in output of child of op {id}");
+        if !(captured || output) {
             self.violation(&format!("the call panicked: {msg}"));
         }
         self.settle(OpState::Ended(format!("panicked: {msg}")), false);
@@ -134,8 +139,8 @@ impl Drop for CtxGuard {
 }
 
 /// A task future counted in [`Live::tasks`] until it is dropped.
-fn tracked<F: Future>(world: &World, fut: F) -> impl Future<Output = F::Output> + use<F> {
-    let token = Token::new(&world.live.tasks);
+fn tracked<F: Future>(world: &World, what: String, fut: F) -> impl Future<Output = F::Output> + use<F> {
+    let token = Token::task(&world.live, what);
     async move {
         let _alive = token;
         fut.await
@@ -181,13 +186,18 @@ pub fn start_context(world: &Arc<World>, c: usize, threads: &mut Vec<JoinHandle<
             );
         }
         Origin::SpawnOn(on) => {
-            let j = h.spawn_on(on, tracked(world, async move { run_task_ctx(&w, guard).await }));
+            let j = h.spawn_on(
+                on,
+                tracked(world, format!("context {c}"), async move {
+                    run_task_ctx(&w, guard).await
+                }),
+            );
             world.set_aborter(c, move || j.abort());
         }
         Origin::Local(on) => {
             drop(h.spawn_on(
                 on,
-                tracked(world, async move {
+                tracked(world, format!("context {c}'s parent"), async move {
                     let inner = {
                         let w = w.clone();
                         async move {
@@ -195,7 +205,7 @@ pub fn start_context(world: &Arc<World>, c: usize, threads: &mut Vec<JoinHandle<
                             run_task_ctx(&w, guard).await;
                         }
                     };
-                    let j = stop_machine::spawn_local(tracked(&w, inner));
+                    let j = stop_machine::spawn_local(tracked(&w, format!("context {c}"), inner));
                     w.set_aborter(c, move || j.abort());
                 }),
             ));
@@ -203,8 +213,12 @@ pub fn start_context(world: &Arc<World>, c: usize, threads: &mut Vec<JoinHandle<
         Origin::Tokio(on) => {
             drop(h.spawn_on(
                 on,
-                tracked(world, async move {
-                    let j = tokio::spawn(tracked(&w, run_task_ctx_owned(w.clone(), guard)));
+                tracked(world, format!("context {c}'s parent"), async move {
+                    let j = tokio::spawn(tracked(
+                        &w,
+                        format!("context {c}"),
+                        run_task_ctx_owned(w.clone(), guard),
+                    ));
                     let abort = j.abort_handle();
                     w.set_aborter(c, move || abort.abort());
                     let _ = j.await;
@@ -237,12 +251,14 @@ fn hog_loop(world: &World, id: usize) {
 pub fn start_hog(world: &Arc<World>, id: usize) {
     let hog = &world.prog.hogs[id];
     let w = world.clone();
-    let spin = tracked(world, async move { hog_loop(&w, id) });
+    let spin = tracked(world, format!("hog {id}"), async move { hog_loop(&w, id) });
     let h = &world.handle;
     if hog.tokio {
         drop(h.spawn_on(
             hog.worker,
-            tracked(world, async move { drop(tokio::spawn(spin).await) }),
+            tracked(world, format!("hog {id}'s parent"), async move {
+                drop(tokio::spawn(spin).await)
+            }),
         ));
     } else {
         drop(h.spawn_on(hog.worker, spin));

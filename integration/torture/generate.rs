@@ -93,6 +93,9 @@ pub fn generate(seed: u64, bugs: Bugs) -> Program {
         });
     }
     let timeline = g.timeline(&contexts, &hogs, first);
+    if timeline.iter().any(|s| matches!(s, Step::Shutdown(_))) && !bugs.has(12) && !bugs.has(13) {
+        crate::patterns::detach_thread_children(&mut contexts);
+    }
     Program {
         seed,
         workers: n,
@@ -369,7 +372,13 @@ impl Gen {
             }
             steps.push(item);
         }
-        for h in hogs.iter().filter(|h| h.after_op.is_none()) {
+        let released = |h: &Hog| steps.iter().any(|s| matches!(s, Step::Release(x) if *x == h.id));
+        let unreleased: Vec<usize> = hogs
+            .iter()
+            .filter(|h| h.after_op.is_none() && !released(h))
+            .map(|h| h.id)
+            .collect();
+        for h in unreleased.iter().map(|h| &hogs[*h]) {
             let at = steps
                 .iter()
                 .position(|s| matches!(s, Step::StartHog(x) if *x == h.id))

@@ -13,7 +13,8 @@
 //!   program (`docs/torture.md` has the table).
 
 use crate::program::*;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::SeqCst};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use stop_machine::StopError;
 
@@ -85,27 +86,49 @@ impl Probe {
     }
 }
 
-/// Counts of live things; a [`Token`] is one of them.
+/// Counts of live things; a [`Token`] is one of them. Task futures are
+/// also named, so that a leak report says which.
 #[derive(Default)]
 pub struct Live {
     pub tasks: Arc<AtomicIsize>,
+    pub task_names: Arc<Mutex<BTreeMap<u64, String>>>,
+    next_task: AtomicU64,
     pub fns: Arc<AtomicIsize>,
 }
 
-/// Decrements its counter when dropped.
-pub struct Token(Arc<AtomicIsize>);
+type Names = Arc<Mutex<BTreeMap<u64, String>>>;
+
+/// Decrements its counter (and forgets its name) when dropped.
+pub struct Token(Arc<AtomicIsize>, Option<(Names, u64)>);
 
 impl Token {
     pub fn new(counter: &Arc<AtomicIsize>) -> Token {
         counter.fetch_add(1, SeqCst);
-        Token(counter.clone())
+        Token(counter.clone(), None)
+    }
+
+    /// A task future's token, named `what`.
+    pub fn task(live: &Live, what: String) -> Token {
+        let key = live.next_task.fetch_add(1, SeqCst);
+        lock(&live.task_names).insert(key, what);
+        let mut t = Token::new(&live.tasks);
+        t.1 = Some((live.task_names.clone(), key));
+        t
     }
 }
 
 impl Drop for Token {
     fn drop(&mut self) {
+        if let Some((names, key)) = &self.1 {
+            lock(names).remove(key);
+        }
         self.0.fetch_sub(1, SeqCst);
     }
+}
+
+/// A lock that a panic elsewhere never makes unusable.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A value whose `Drop` panics (unless already unwinding): known bugs 2 and
@@ -368,33 +391,4 @@ fn check_values(prog: &Program, ctx: &Context, call: &Call, vals: &Vals) -> Resu
     } else {
         Err(format!("wrong values: {vals:?}"))
     }
-}
-
-/// The names of this process's threads.
-pub fn thread_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-                .map(|s| s.trim().to_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// The threads in `now` beyond those in `before` (a multiset difference).
-pub fn new_threads(before: &[String], now: &[String]) -> Vec<String> {
-    let mut left = before.to_vec();
-    let mut extra = Vec::new();
-    for name in now {
-        match left.iter().position(|b| b == name) {
-            Some(i) => {
-                left.swap_remove(i);
-            }
-            None => extra.push(name.clone()),
-        }
-    }
-    extra
 }

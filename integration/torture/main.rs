@@ -19,6 +19,7 @@
 //! - `TORTURE_WATCHDOG_SECS` (30): the per-seed deadline.
 
 mod bugs;
+mod census;
 mod children;
 #[path = "../common/mod.rs"]
 mod common;

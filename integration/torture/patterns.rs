@@ -161,6 +161,28 @@ impl Gen {
             ops,
             hotplug: true,
         });
-        vec![Step::StartHog(hog), Step::Spin(1_000), Step::Start(id)]
+        // The hog outlives the stop by far, yet is released whatever the
+        // runtime does (a fixed runtime may make the stop wait for it).
+        vec![
+            Step::StartHog(hog),
+            Step::Spin(1_000),
+            Step::Start(id),
+            Step::Spin(20_000),
+            Step::Release(hog),
+        ]
+    }
+}
+
+/// Findings 12 and 13: a child may be stranded by the runtime's drop, and a
+/// thread joining it would wait forever; in default-mode programs that shut
+/// down, thread contexts detach their children instead. (Draws nothing:
+/// other programs keep their random streams.)
+pub(crate) fn detach_thread_children(contexts: &mut [Context]) {
+    for ctx in contexts.iter_mut().filter(|c| c.origin == Origin::Thread) {
+        for op in &mut ctx.ops {
+            if let Call::Child(c) = &mut op.call {
+                c.handle = ChildHandle::Detach;
+            }
+        }
     }
 }

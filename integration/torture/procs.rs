@@ -42,13 +42,14 @@ pub fn child(range: &str, cfg: &Config) -> ! {
         }
     }));
     let watchdog = Watchdog::start(cfg.watchdog);
+    let baseline = crate::census::thread_names();
     for seed in start..end {
         eprintln!("@@begin {seed}");
         let prog = generate(seed, cfg.bugs);
         if cfg.verbose {
             eprintln!("{prog:#?}");
         }
-        let violations = exec::run(prog.clone(), &watchdog, cfg.verbose);
+        let violations = exec::run(prog.clone(), &watchdog, &baseline, cfg.verbose);
         if violations.is_empty() {
             eprintln!("@@ok {seed}");
             continue;
@@ -160,7 +161,7 @@ pub fn replay(cfg: &Config, seed: u64) -> String {
 fn print_failure(cfg: &Config, f: &Failure) {
     eprintln!("torture: seed {} FAILED: {}", f.seed, f.summary);
     eprintln!("  replay: {}", replay(cfg, f.seed));
-    for line in f.output.iter().take(400) {
+    for line in f.output.iter().take(3_000) {
         eprintln!("  | {line}");
     }
 }
@@ -172,6 +173,9 @@ pub fn parent(cfg: &Config) -> Vec<Failure> {
     let next_chunk = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
+    for n in cfg.bugs.list() {
+        eprintln!("torture: known bug {n} allowed: {}", crate::bugs::describe(n));
+    }
     let started = Instant::now();
     let finished = Arc::new(AtomicUsize::new(0));
     std::thread::scope(|s| {

@@ -4,8 +4,9 @@
 //! threads, each worker's stopper) and exits the child process, which the
 //! parent reports as that seed's failure. A hang never hangs the suite.
 
+use crate::census::{new_threads, thread_names};
 use crate::exec::World;
-use crate::invariants::{CtxState, OpState, new_threads, thread_names};
+use crate::invariants::{CtxState, OpState};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,7 +105,7 @@ fn report(a: &Armed, limit: Duration) {
     drop(b);
     let extra = new_threads(&a.threads_before, &thread_names());
     if !extra.is_empty() {
-        eprintln!("  threads not there before the seed: {extra:?}");
+        eprintln!("  threads the child did not have before its first seed: {extra:?}");
     }
     // Stopper state, from a helper thread: it takes the runtime's locks,
     // and a hang may be holding one.
