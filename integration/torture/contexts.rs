@@ -92,7 +92,9 @@ impl<'a> OpGuard<'a> {
 impl Drop for OpGuard<'_> {
     fn drop(&mut self) {
         if !self.ended {
-            if std::thread::panicking() {
+            // A future dropped mid-call panics only through a drop bomb of
+            // its own, as any Rust value would.
+            if std::thread::panicking() && !self.op.call.may_bomb_when_cancelled() {
                 self.violation("the call panicked");
             }
             self.settle(OpState::Cancelled, false);
@@ -127,7 +129,8 @@ impl CtxGuard {
 impl Drop for CtxGuard {
     fn drop(&mut self) {
         if !self.finished {
-            if std::thread::panicking() {
+            let ops = &self.world.prog.contexts[self.id].ops;
+            if std::thread::panicking() && !ops.iter().any(|op| op.call.may_bomb_when_cancelled()) {
                 self.world
                     .ledger
                     .violation(format!("context {} panicked", self.id));

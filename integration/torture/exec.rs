@@ -52,6 +52,8 @@ impl World {
 
 fn drop_runtime(world: &World, rt: Runtime, timeout: Option<Duration>) {
     world.shutting_down.store(true, SeqCst);
+    // Wakes the ledger's waiters that also end on the shutdown.
+    world.ledger.update(|_| {});
     let shut = move || match timeout {
         None => drop(rt),
         Some(t) => rt.shutdown_timeout(t),

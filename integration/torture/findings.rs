@@ -1,5 +1,4 @@
 //! Minimal reproductions of the failures the harness found beyond the
-//! Minimal reproductions of the failures the harness found beyond the
 //! issue's list (docs/torture.md, "Findings"). Each failed on the code it
 //! was found on; those fixed since run as regular tests (bug 9: the
 //! shutdown re-check after the stop lock in `stop/plan.rs`; bug 10: the

@@ -268,7 +268,9 @@ pub fn check(prog: &Program, ctx: &Context, op: &Op, out: &Outcome) -> Result<()
 }
 
 fn check_child(prog: &Program, c: &Child, end: ChildEnd) -> Result<(), String> {
-    let panics = c.panic || c.bomb_in_poll;
+    // A held bomb goes off when the child is cancelled: tokio's rule, a
+    // panic while dropping the future is the task's panic.
+    let panics = c.panic || c.bomb_in_poll || c.bomb_held;
     let ok = match (c.handle, end) {
         (ChildHandle::Detach, ChildEnd::Detached) => true,
         (ChildHandle::Detach, _) | (_, ChildEnd::Detached) => false,

@@ -314,9 +314,12 @@ pub fn run_sync(world: &Arc<World>, op: &Op) -> Outcome {
         Call::Child(c) => crate::children::run_sync(world, op.id, c),
         Call::UnparkAfter { worker, after } => {
             let after = *after;
-            world
-                .ledger
-                .wait_until(|b| !matches!(b.ops[after], OpState::Pending | OpState::InFlight));
+            // The park's task may never run when the runtime shuts down
+            // first; the unpark then meets the shutdown.
+            world.ledger.wait_until(|b| {
+                !matches!(b.ops[after], OpState::Pending | OpState::InFlight)
+                    || world.shutting_down.load(SeqCst)
+            });
             let r = futures::executor::block_on(h.unpark_worker(*worker));
             Outcome::Stop(r.map(|()| vec![]))
         }

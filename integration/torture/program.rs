@@ -260,6 +260,17 @@ impl Program {
 }
 
 impl Call {
+    /// Whether dropping this call's future mid-call may set off a drop
+    /// bomb: the last reference to a stop function's panicking capture
+    /// (known bug 3's pattern), or a child holding one, dropped when it
+    /// is cancelled (known bug 2's).
+    pub fn may_bomb_when_cancelled(&self) -> bool {
+        match self {
+            Call::Child(c) => c.bomb_held,
+            call => call.body().is_some_and(|b| b.panicky_capture),
+        }
+    }
+
     /// The stop function, for calls that have one.
     pub fn body(&self) -> Option<&Body> {
         match self {

@@ -177,6 +177,13 @@ where
         {
             return Err(why);
         }
+        // The runtime's drop marks shutdown before it closes any stopper,
+        // without this lock: seen unset here, no worker was closed when the
+        // participants were chosen. Seen set, a worker left out as closed
+        // may still be polling its last tasks, so the world cannot stop.
+        if shared.is_shut_down() {
+            return Err(StopError::Shutdown);
+        }
         let claimed: Vec<Arc<Worker>> = if claim_idle {
             participants
                 .iter()
