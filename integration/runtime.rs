@@ -328,3 +328,71 @@ fn block_on_borrows_locals_even_when_the_future_panics() {
         assert_eq!(rt.block_on(async { log.len() }), 2);
     });
 }
+
+/// Where six tasks spawned from worker 0 of a 3-worker runtime land.
+fn placements(policy: stop_machine::SpawnPolicy, hold_on_1: usize) -> Vec<usize> {
+    let rt = Runtime::builder()
+        .workers(3)
+        .pin(false)
+        .spawn_policy(policy)
+        .build()
+        .unwrap();
+    assert_eq!(rt.handle().spawn_policy(), policy);
+    rt.block_on(async move {
+        // Tasks that stay alive on worker 1 until the placements are read.
+        let (release, hold) = tokio::sync::watch::channel(false);
+        let mut held = Vec::new();
+        for _ in 0..hold_on_1 {
+            let mut hold = hold.clone();
+            held.push(stop_machine::spawn_on(1, async move {
+                let _ = hold.wait_for(|go| *go).await;
+            }));
+        }
+        let placed = stop_machine::spawn_on(0, async {
+            let mut handles = Vec::new();
+            for _ in 0..6 {
+                handles.push(stop_machine::spawn(async {
+                    stop_machine::current_worker().unwrap()
+                }));
+            }
+            let mut placed = Vec::new();
+            for h in handles {
+                placed.push(h.await.unwrap());
+            }
+            placed
+        })
+        .await
+        .unwrap();
+        release.send(true).unwrap();
+        for h in held {
+            h.await.unwrap();
+        }
+        placed
+    })
+}
+
+#[test]
+fn spawn_policy_local_keeps_tasks_on_the_spawning_worker() {
+    let placed = watchdog("local", || placements(stop_machine::SpawnPolicy::Local, 0));
+    assert_eq!(placed, vec![0; 6]);
+}
+
+#[test]
+fn spawn_policy_round_robin_spreads_over_every_worker() {
+    let mut placed = watchdog("round robin", || {
+        placements(stop_machine::SpawnPolicy::RoundRobin, 0)
+    });
+    placed.sort_unstable();
+    assert_eq!(placed, vec![0, 0, 1, 1, 2, 2]);
+}
+
+#[test]
+fn spawn_policy_least_loaded_avoids_the_busy_worker() {
+    let placed = watchdog("least loaded", || {
+        placements(stop_machine::SpawnPolicy::LeastLoaded, 50)
+    });
+    assert!(
+        !placed.contains(&1),
+        "worker 1 holds 50 live tasks, yet got some of {placed:?}"
+    );
+}

@@ -48,6 +48,7 @@ pub use runtime::handle::{
 };
 pub use runtime::runtime::Runtime;
 pub use runtime::service::safepoint;
+pub use runtime::spawn_policy::SpawnPolicy;
 pub use runtime::task::{JoinHandle, TaskId};
 pub use stats::{KindStats, Latency, Stats, StopKind, WorkerStats};
 pub use stop::stopper::RunningStop;

@@ -5,6 +5,7 @@ use super::handle::Handle;
 use super::runtime::Runtime;
 use super::scheduler;
 use super::shared::Shared;
+use super::spawn_policy::SpawnPolicy;
 use super::worker::Worker;
 use crate::cpumask::CpuMask;
 use crate::sync::Arc;
@@ -40,6 +41,7 @@ pub struct Builder {
     stop_a_lot: Option<u32>,
     slow_stop: Option<std::time::Duration>,
     boost_stragglers: bool,
+    spawn_policy: SpawnPolicy,
 }
 
 impl Default for Builder {
@@ -70,6 +72,7 @@ impl Builder {
             slow_stop: Some(std::time::Duration::from_millis(10)),
             stop_a_lot: stop_a_lot_from_env(),
             boost_stragglers: true,
+            spawn_policy: SpawnPolicy::default(),
         }
     }
 
@@ -265,6 +268,27 @@ impl Builder {
         self
     }
 
+    /// Where [`spawn`](crate::spawn) places a task spawned from a worker:
+    /// see [`SpawnPolicy`] (default [`SpawnPolicy::Local`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stop_machine::SpawnPolicy;
+    ///
+    /// let rt = stop_machine::Builder::new()
+    ///     .workers(2)
+    ///     .pin(false)
+    ///     .spawn_policy(SpawnPolicy::LeastLoaded)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.handle().spawn_policy(), SpawnPolicy::LeastLoaded);
+    /// ```
+    pub fn spawn_policy(&mut self, policy: SpawnPolicy) -> &mut Builder {
+        self.spawn_policy = policy;
+        self
+    }
+
     /// Starts the workers and waits until each runs.
     ///
     /// # Errors
@@ -316,6 +340,7 @@ impl Builder {
             stop_a_lot: self.stop_a_lot,
             slow_stop: self.slow_stop,
             boost_stragglers: self.boost_stragglers,
+            spawn_policy: self.spawn_policy,
         };
         let handle = Handle {
             shared: Arc::new(Shared::new(workers, placement, config)),

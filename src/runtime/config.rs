@@ -1,5 +1,6 @@
 //! The settings every worker reads, fixed when the runtime is built.
 
+use super::spawn_policy::SpawnPolicy;
 use std::time::Duration;
 
 /// What [`Builder`](crate::Builder) decided.
@@ -11,4 +12,6 @@ pub(crate) struct Config {
     pub(crate) slow_stop: Option<Duration>,
     /// Raise late participants' OS priority where the process may.
     pub(crate) boost_stragglers: bool,
+    /// Where `spawn` from a worker places a task.
+    pub(crate) spawn_policy: SpawnPolicy,
 }

@@ -192,8 +192,9 @@ impl Handle {
         self.shared.workers.get(worker).is_some_and(|w| w.is_online())
     }
 
-    /// Spawns a task: on the current worker when called from one of this
-    /// runtime's workers, otherwise on the online workers in turn.
+    /// Spawns a task. From one of this runtime's workers, where the
+    /// [`SpawnPolicy`](crate::SpawnPolicy) says (by default the current
+    /// worker); from any other thread, on the online workers in turn.
     ///
     /// # Examples
     ///
@@ -208,10 +209,24 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let worker = self
-            .current_index()
-            .unwrap_or_else(|| self.shared.next_online_worker());
+        let worker = match self.current_index() {
+            Some(here) => self.shared.place(here),
+            None => self.shared.next_online_worker(),
+        };
         self.spawn_on(worker, fut)
+    }
+
+    /// Where [`spawn`](Handle::spawn) places tasks spawned from a worker
+    /// ([`Builder::spawn_policy`](crate::Builder::spawn_policy)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(1).pin(false).build().unwrap();
+    /// assert_eq!(rt.handle().spawn_policy(), stop_machine::SpawnPolicy::Local);
+    /// ```
+    pub fn spawn_policy(&self) -> crate::SpawnPolicy {
+        self.shared.config.spawn_policy
     }
 
     /// Spawns a task on worker `worker`, where it stays: tasks never migrate.

@@ -26,5 +26,6 @@ pub(crate) mod runtime;
 pub(crate) mod scheduler;
 pub(crate) mod service;
 pub(crate) mod shared;
+pub(crate) mod spawn_policy;
 pub(crate) mod task;
 pub(crate) mod worker;

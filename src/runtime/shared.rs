@@ -1,6 +1,7 @@
 //! Everything the workers of one runtime share.
 
 use super::config::Config;
+use super::spawn_policy::SpawnPolicy;
 use super::worker::Worker;
 use crate::stats::Recorder;
 use crate::stop::deadline::Watchdog;
@@ -65,6 +66,20 @@ impl Shared {
             .map(|i| (start + i) % n)
             .find(|w| self.workers[*w].is_online())
             .unwrap_or(start % n)
+    }
+
+    /// The worker a task spawned on worker `here` goes to.
+    pub(crate) fn place(&self, here: usize) -> usize {
+        match self.config.spawn_policy {
+            SpawnPolicy::Local => here,
+            SpawnPolicy::RoundRobin => self.next_online_worker(),
+            SpawnPolicy::LeastLoaded => {
+                let load = |w: usize| self.workers[w].live_tasks_hint();
+                (0..self.workers.len())
+                    .filter(|w| *w != here && self.workers[*w].is_online())
+                    .fold(here, |best, w| if load(w) < load(best) { w } else { best })
+            }
+        }
     }
 
     /// Whether the runtime has begun to shut down.

@@ -39,7 +39,7 @@ use super::priority::Priority;
 use super::task::{TaskId, TaskInfo};
 use crate::stop::stopper::Stopper;
 use crate::sync::Mutex;
-use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::thread::Thread;
 use async_task::Runnable;
 use crossbeam_utils::CachePadded;
@@ -101,6 +101,9 @@ pub(crate) struct Worker {
     waker: OnceLock<Waker>,
     pub(crate) thread: OnceLock<Thread>,
     registry: Mutex<Registry>,
+    /// The registry's length, stored under its lock on every change, read
+    /// by [`SpawnPolicy::LeastLoaded`](crate::SpawnPolicy) without it.
+    live_hint: AtomicUsize,
     /// Why the worker's loop died, if it did.
     death: Mutex<Option<String>>,
     /// Returns from the driver, for [`StopperInfo::wakeups`](crate::StopperInfo).
@@ -130,6 +133,7 @@ impl Worker {
             waker: OnceLock::new(),
             thread: OnceLock::new(),
             registry: Mutex::new(Registry::default()),
+            live_hint: AtomicUsize::new(0),
             death: Mutex::new(None),
             wakeups: AtomicU64::new(0),
         }
@@ -148,12 +152,16 @@ impl Worker {
     /// worker has shut down (the task is then dropped unrun).
     pub(crate) fn register_task(&self, waker: Waker) -> Option<usize> {
         let mut registry = self.registry.lock();
-        (!registry.closed).then(|| registry.tasks.insert(waker))
+        let key = (!registry.closed).then(|| registry.tasks.insert(waker));
+        self.live_hint.store(registry.tasks.len(), Ordering::Relaxed);
+        key
     }
 
     /// The task at `key` has been dropped.
     pub(crate) fn forget_task(&self, key: usize) {
-        self.registry.lock().tasks.try_remove(key);
+        let mut registry = self.registry.lock();
+        registry.tasks.try_remove(key);
+        self.live_hint.store(registry.tasks.len(), Ordering::Relaxed);
     }
 
     /// Closes the registry and wakes every live task, so that the worker's
@@ -169,6 +177,12 @@ impl Worker {
             waker.wake();
         }
         live
+    }
+
+    /// About how many tasks are alive on this worker, without its lock:
+    /// for placing new ones.
+    pub(crate) fn live_tasks_hint(&self) -> usize {
+        self.live_hint.load(Ordering::Relaxed)
     }
 
     /// How many tasks are still alive on this worker.
