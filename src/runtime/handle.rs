@@ -209,11 +209,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let worker = match self.current_index() {
-            Some(here) => self.shared.place(here),
-            None => self.shared.next_online_worker(),
-        };
-        self.spawn_on(worker, fut)
+        self.spawn_on(self.shared.place(self.current_index()), fut)
     }
 
     /// Where [`spawn`](Handle::spawn) places tasks spawned from a worker

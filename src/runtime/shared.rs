@@ -68,17 +68,20 @@ impl Shared {
             .unwrap_or(start % n)
     }
 
-    /// The worker a task spawned on worker `here` goes to.
-    pub(crate) fn place(&self, here: usize) -> usize {
+    /// The worker a task spawned from worker `here` goes to, or from
+    /// outside the runtime (`None`): the online workers in turn.
+    pub(crate) fn place(&self, here: Option<usize>) -> usize {
+        let Some(here) = here else {
+            return self.next_online_worker();
+        };
         match self.config.spawn_policy {
             SpawnPolicy::Local => here,
             SpawnPolicy::RoundRobin => self.next_online_worker(),
-            SpawnPolicy::LeastLoaded => {
-                let load = |w: usize| self.workers[w].live_tasks_hint();
-                (0..self.workers.len())
-                    .filter(|w| *w != here && self.workers[*w].is_online())
-                    .fold(here, |best, w| if load(w) < load(best) { w } else { best })
-            }
+            // Fewest live tasks; ties stay here, then go to the lowest id.
+            SpawnPolicy::LeastLoaded => (0..self.workers.len())
+                .filter(|w| *w == here || self.workers[*w].is_online())
+                .min_by_key(|w| (self.workers[*w].live_tasks_hint(), *w != here))
+                .unwrap_or(here),
         }
     }
 
