@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--out PATH]
+usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--naive-accept POLICY] [--out PATH]
 
 Serves HTTP/1.1 GET on 127.0.0.1:P (0: any free port; the address is printed
 as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
@@ -15,7 +15,10 @@ as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
                 CPU), the accept loop on worker 0 handing connections to the
                 workers in turn; a task on worker 0 patches the served config
                 under stop_machine every MS milliseconds (default 5, 0: never);
-                --no-pin: workers not pinned to their CPUs
+                --no-pin: workers not pinned to their CPUs;
+                --naive-accept POLICY (local|round-robin|least-loaded): the
+                accept loop calls `stop_machine::spawn` per connection, as
+                one writes with `tokio::spawn`, under that SpawnPolicy
   tokio         the same service on a tokio multi_thread runtime of N worker
                 threads (default: one per CPU), no stops
 
@@ -50,6 +53,9 @@ pub struct Args {
     pub workers: Option<usize>,
     /// Pin stop-machine's workers to their CPUs (the builder's default).
     pub pin: bool,
+    /// `Some`: accept with a plain `spawn` under this policy instead of
+    /// the hand-written spreading.
+    pub naive_accept: Option<stop_machine::SpawnPolicy>,
     pub out: Option<PathBuf>,
 }
 
@@ -69,6 +75,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut patch_ms = 5u64;
     let mut workers = None;
     let mut pin = true;
+    let mut naive_accept = None;
     let mut out = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -81,6 +88,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--patch-ms" => patch_ms = number(&arg, &value(&arg)?)?,
             "--workers" => workers = Some(number::<usize>(&arg, &value(&arg)?)?.max(1)),
             "--no-pin" => pin = false,
+            "--naive-accept" => {
+                naive_accept = Some(match value(&arg)?.as_str() {
+                    "local" => stop_machine::SpawnPolicy::Local,
+                    "round-robin" => stop_machine::SpawnPolicy::RoundRobin,
+                    "least-loaded" => stop_machine::SpawnPolicy::LeastLoaded,
+                    other => return Err(format!("--naive-accept: unknown policy {other:?}")),
+                })
+            }
             "--out" => out = Some(PathBuf::from(value(&arg)?)),
             // cargo bench passes --bench to every harness = false binary.
             "--bench" => {}
@@ -98,6 +113,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         patch_every: (mode == Mode::StopMachine && patch_ms > 0).then(|| Duration::from_millis(patch_ms)),
         workers,
         pin,
+        naive_accept,
         out,
     }))
 }

@@ -26,6 +26,9 @@ pub struct Server {
 pub fn start(args: &Args) -> std::io::Result<Server> {
     let mut builder = Runtime::builder();
     builder.pin(args.pin);
+    if let Some(policy) = args.naive_accept {
+        builder.spawn_policy(policy);
+    }
     if let Some(n) = args.workers {
         builder.workers(n);
     }
@@ -35,14 +38,18 @@ pub fn start(args: &Args) -> std::io::Result<Server> {
 
     // The listener is registered with worker 0's I/O driver: bind there.
     let (bound, addr) = mpsc::channel();
-    let (bind_to, spread) = (args.addr, h.clone());
+    let (bind_to, spread, naive) = (args.addr, h.clone(), args.naive_accept.is_some());
     h.spawn_on(0, async move {
         let listener = match TcpListener::bind(bind_to).await {
             Ok(listener) => listener,
             Err(e) => return drop(bound.send(Err(e))),
         };
         let _ = bound.send(listener.local_addr());
-        accept_loop(listener, spread).await;
+        if naive {
+            naive_accept_loop(listener).await
+        } else {
+            accept_loop(listener, spread).await
+        }
     });
     let addr = addr.recv().map_err(std::io::Error::other)??;
 
@@ -80,5 +87,16 @@ async fn accept_loop(listener: TcpListener, h: Handle) {
                 Err(e) => eprintln!("from_std: {e}"),
             }
         });
+    }
+}
+
+/// The accept loop a tokio user writes: `spawn` per connection, placed by
+/// the runtime's `SpawnPolicy`; the socket stays with worker 0's driver.
+async fn naive_accept_loop(listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => drop(stop_machine::spawn(service::serve(stream))),
+            Err(e) => eprintln!("accept: {e}"),
+        }
     }
 }
