@@ -396,3 +396,89 @@ fn spawn_policy_least_loaded_avoids_the_busy_worker() {
         "worker 1 holds 50 live tasks, yet got some of {placed:?}"
     );
 }
+
+#[test]
+fn thread_hooks_run_on_every_worker_first_and_last() {
+    watchdog("thread hooks", || {
+        use std::sync::Mutex;
+        thread_local! {
+            static SET_BY_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        struct Alive(Arc<[AtomicUsize; 2]>, usize);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0[self.1].fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let alive: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let started = Arc::new(Mutex::new(Vec::new()));
+        // (worker, its futures still alive when its stop hook ran)
+        let stopped = Arc::new(Mutex::new(Vec::new()));
+        let worker_of_thread = || -> usize {
+            let name = std::thread::current().name().unwrap().to_owned();
+            name.rsplit('-').next().unwrap().parse().unwrap()
+        };
+        let (s, st, a) = (started.clone(), stopped.clone(), alive.clone());
+        let rt = Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .thread_name("hooked")
+            .on_thread_start(move || {
+                SET_BY_HOOK.with(|c| c.set(true));
+                s.lock().unwrap().push(worker_of_thread());
+            })
+            .on_thread_stop(move || {
+                let w = worker_of_thread();
+                st.lock().unwrap().push((w, a[w].load(Ordering::SeqCst)));
+            })
+            .build()
+            .unwrap();
+        let mut seen = started.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(seen, [0, 1], "build returns once every start hook has run");
+        let (polled, saw_hook) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        for i in 0..20 {
+            let w = i % 2;
+            alive[w].fetch_add(1, Ordering::SeqCst);
+            let guard = Alive(alive.clone(), w);
+            let (polled, saw_hook) = (polled.clone(), saw_hook.clone());
+            drop(rt.handle().spawn_on(w, async move {
+                if SET_BY_HOOK.with(|c| c.get()) {
+                    saw_hook.fetch_add(1, Ordering::SeqCst);
+                }
+                polled.fetch_add(1, Ordering::SeqCst);
+                if i % 4 == 0 {
+                    // Lives in the worker's tokio driver, dropped with it.
+                    drop(tokio::spawn(async move {
+                        let _g = guard;
+                        std::future::pending::<()>().await
+                    }));
+                } else {
+                    let _g = guard;
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+            }));
+        }
+        while polled.load(Ordering::SeqCst) < 20 {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            saw_hook.load(Ordering::SeqCst),
+            20,
+            "tasks see what the start hook set"
+        );
+        // Detaches the threads at once: the stop hooks run whenever each
+        // worker has dropped its last future.
+        rt.shutdown_timeout(std::time::Duration::ZERO);
+        while stopped.lock().unwrap().len() < 2 {
+            std::thread::yield_now();
+        }
+        let mut ends = stopped.lock().unwrap().clone();
+        ends.sort();
+        assert_eq!(
+            ends,
+            [(0, 0), (1, 0)],
+            "no future of a worker outlives its stop hook"
+        );
+    });
+}

@@ -110,7 +110,7 @@ impl Handle {
             let guard = plan::lock(&handle.shared, &request).await?;
             let participants = &mask & &handle.online();
             if participants.is_empty() {
-                return Err(StopError::Offline);
+                return Err(handle.shared.refused(StopError::Offline));
             }
             let plan = Plan {
                 request,

@@ -197,7 +197,9 @@ where
         runs,
         error,
     } = std::mem::take(&mut *results.lock());
-    let error = error.or(refused.filter(|e| *e != StopError::Offline || queued.is_empty()));
+    let error = error
+        .or(refused.filter(|e| *e != StopError::Offline || queued.is_empty()))
+        .map(|e| handle.shared.refused(e));
     report::record_each(&handle.shared, &request, &runs, error.is_none());
     if let Some(e) = error {
         return Err(e);

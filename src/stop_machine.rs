@@ -120,7 +120,7 @@ impl Handle {
         self.stop_machine_inner(f, active, Some(timeout), Location::caller())
     }
 
-    fn stop_machine_inner<F, R>(
+    pub(crate) fn stop_machine_inner<F, R>(
         &self,
         f: F,
         active: Option<&WorkerMask>,
@@ -151,7 +151,7 @@ impl Handle {
                     .unwrap_or_default(),
             };
             if active.is_empty() {
-                return Err(StopError::Offline);
+                return Err(handle.shared.refused(StopError::Offline));
             }
             let plan = Plan {
                 request,

@@ -83,7 +83,7 @@ impl Handle {
                     done.signal();
                 })
             };
-            target.stopper.queue(work)?;
+            target.stopper.queue(work).map_err(|e| handle.shared.refused(e))?;
             target.notify();
             service::serve_here(&handle.shared);
             done.wait().await;

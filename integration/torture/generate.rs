@@ -93,9 +93,6 @@ pub fn generate(seed: u64, bugs: Bugs) -> Program {
         });
     }
     let timeline = g.timeline(&contexts, &hogs, first);
-    if timeline.iter().any(|s| matches!(s, Step::Shutdown(_))) && !bugs.has(12) && !bugs.has(13) {
-        crate::patterns::detach_thread_children(&mut contexts);
-    }
     Program {
         seed,
         workers: n,

@@ -338,9 +338,9 @@ fn check_stop(
         Err(StopError::Shutdown) => shutdown,
         Err(e) if bad.is_some() => Some(e) == bad.as_ref(),
         Ok(_) if bad.is_some() => false,
-        // Found bug 9: a stop that passed its shutdown check before the
-        // runtime's drop began finds no stopper open, and says Offline.
-        Err(StopError::Offline) => may_be_offline(prog, call) || (shutdown && !prog.bugs.has(9)),
+        // Found bug 9, fixed: a stop racing the runtime's drop says
+        // Shutdown, never Offline, unless hotplug made a worker offline.
+        Err(StopError::Offline) => may_be_offline(prog, call),
         Err(StopError::TimedOut { .. }) => prog.timed(call),
         Err(StopError::Busy) => matches!(call, Call::Cpus { try_only: true, .. }),
         Err(StopError::Panicked(m)) => {

@@ -172,17 +172,3 @@ impl Gen {
         ]
     }
 }
-
-/// Findings 12 and 13: a child may be stranded by the runtime's drop, and a
-/// thread joining it would wait forever; in default-mode programs that shut
-/// down, thread contexts detach their children instead. (Draws nothing:
-/// other programs keep their random streams.)
-pub(crate) fn detach_thread_children(contexts: &mut [Context]) {
-    for ctx in contexts.iter_mut().filter(|c| c.origin == Origin::Thread) {
-        for op in &mut ctx.ops {
-            if let Call::Child(c) = &mut op.call {
-                c.handle = ChildHandle::Detach;
-            }
-        }
-    }
-}

@@ -1,6 +1,6 @@
 //! Configuring and starting a runtime.
 
-use super::config::Config;
+use super::config::{Config, ThreadHook};
 use super::handle::Handle;
 use super::runtime::Runtime;
 use super::scheduler;
@@ -42,6 +42,8 @@ pub struct Builder {
     slow_stop: Option<std::time::Duration>,
     boost_stragglers: bool,
     spawn_policy: SpawnPolicy,
+    on_thread_start: Option<ThreadHook>,
+    on_thread_stop: Option<ThreadHook>,
 }
 
 impl Default for Builder {
@@ -73,6 +75,8 @@ impl Builder {
             stop_a_lot: stop_a_lot_from_env(),
             boost_stragglers: true,
             spawn_policy: SpawnPolicy::default(),
+            on_thread_start: None,
+            on_thread_stop: None,
         }
     }
 
@@ -289,6 +293,77 @@ impl Builder {
         self
     }
 
+    /// Runs `f` on each worker thread as it starts, before the worker runs
+    /// any task (tokio's `on_thread_start`): to name a thread in a profiler,
+    /// set a thread-local, or count threads. [`build`](Builder::build) returns
+    /// once every worker has run it.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` ends that worker's thread before it starts, and
+    /// [`build`](Builder::build) then fails with an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let count = started.clone();
+    /// let rt = stop_machine::Builder::new()
+    ///     .workers(2)
+    ///     .pin(false)
+    ///     .on_thread_start(move || {
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(started.load(Ordering::SeqCst), 2);
+    /// # drop(rt);
+    /// ```
+    pub fn on_thread_start(&mut self, f: impl Fn() + Send + Sync + 'static) -> &mut Builder {
+        self.on_thread_start = Some(ThreadHook(Arc::new(f)));
+        self
+    }
+
+    /// Runs `f` on each worker thread as it ends, after every task of that
+    /// worker has been dropped and its tokio driver (with the tasks spawned
+    /// there by `tokio::spawn`) is gone: the last thing the thread does
+    /// (tokio's `on_thread_stop`). Once `f` has run on every worker, no
+    /// future of the runtime is alive. It runs for threads that
+    /// [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout)
+    /// detached too, whenever they finish.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` is caught and logged (`error`); the thread ends as it
+    /// would have.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    ///
+    /// let stopped = Arc::new(AtomicUsize::new(0));
+    /// let count = stopped.clone();
+    /// let rt = stop_machine::Builder::new()
+    ///     .workers(2)
+    ///     .pin(false)
+    ///     .on_thread_stop(move || {
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// drop(rt); // joins the workers
+    /// assert_eq!(stopped.load(Ordering::SeqCst), 2);
+    /// ```
+    pub fn on_thread_stop(&mut self, f: impl Fn() + Send + Sync + 'static) -> &mut Builder {
+        self.on_thread_stop = Some(ThreadHook(Arc::new(f)));
+        self
+    }
+
     /// Starts the workers and waits until each runs.
     ///
     /// # Errors
@@ -341,6 +416,8 @@ impl Builder {
             slow_stop: self.slow_stop,
             boost_stragglers: self.boost_stragglers,
             spawn_policy: self.spawn_policy,
+            on_thread_start: self.on_thread_start.clone(),
+            on_thread_stop: self.on_thread_stop.clone(),
         };
         let handle = Handle {
             shared: Arc::new(Shared::new(workers, placement, config)),
@@ -354,6 +431,10 @@ impl Builder {
                 .spawn(move || {
                     // Before `ready`: from then on, stops may need to unpark us.
                     let _ = worker.thread.set(crate::sync::thread::current());
+                    let _stop_hook = OnThreadStop(h.shared.config.on_thread_stop.clone());
+                    if let Some(start) = &h.shared.config.on_thread_start {
+                        (start.0)();
+                    }
                     let started = worker
                         .cpu
                         .map_or(Ok(()), topology::bind_current_thread)
@@ -410,6 +491,20 @@ impl Builder {
             Some(e) => {
                 rt.shut_down();
                 Err(e)
+            }
+        }
+    }
+}
+
+/// Runs the stop hook when the worker thread's closure ends, whichever way.
+struct OnThreadStop(Option<ThreadHook>);
+
+impl Drop for OnThreadStop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (stop.0)()));
+            if ran.is_err() {
+                tracing::error!("a stop-machine worker's on_thread_stop hook panicked");
             }
         }
     }

@@ -3,6 +3,7 @@
 use super::config::Config;
 use super::spawn_policy::SpawnPolicy;
 use super::worker::Worker;
+use crate::error::StopError;
 use crate::stats::Recorder;
 use crate::stop::deadline::Watchdog;
 use crate::stop::lock::StopLock;
@@ -88,5 +89,16 @@ impl Shared {
     /// Whether the runtime has begun to shut down.
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// What a stop that found a worker (or every worker) refusing reports:
+    /// `why`, unless the runtime has begun to shut down, which is then the
+    /// real reason. The drop closes stoppers without the stop lock, so a
+    /// stop racing it may see a worker that was offline, or none online.
+    pub(crate) fn refused(&self, why: StopError) -> StopError {
+        match why {
+            StopError::Offline if self.is_shut_down() => StopError::Shutdown,
+            why => why,
+        }
     }
 }

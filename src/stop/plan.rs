@@ -175,7 +175,7 @@ where
             .iter()
             .find_map(|w| shared.workers[w].stopper.life().refusal())
         {
-            return Err(why);
+            return Err(shared.refused(why));
         }
         // The runtime's drop marks shutdown before it closes any stopper,
         // without this lock: seen unset here, no worker was closed when the
