@@ -4,7 +4,10 @@ tables of docs/benchmarks.md. Only formats docs: nothing in the build or the
 tests needs it.
 
 Usage: scripts/criterion_table.py [CRITERION_DIR]
+       scripts/criterion_table.py --groups GROUP[,GROUP...] [CRITERION_DIR]
 CRITERION_DIR defaults to $CARGO_TARGET_DIR/criterion, else target/criterion.
+With --groups, one table of every benchmark in those groups (e.g. the
+`read,grace,defer` groups of `cargo bench --bench quiescence`).
 
 Every figure is the time of ONE operation (a spawn+join, a yield, a round
 trip): criterion's per-iteration time divided by the benchmark's
@@ -41,9 +44,9 @@ ROWS = [
 ]
 
 
-def criterion_dir():
-    if len(sys.argv) > 1:
-        return sys.argv[1]
+def criterion_dir(args):
+    if args:
+        return args[0]
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     return os.path.join(target, "criterion")
 
@@ -95,8 +98,23 @@ def cell(result, floors):
     return out
 
 
+def groups_table(groups, root):
+    print("| benchmark (one operation) | median | p99 |")
+    print("|---|---|---|")
+    for group in groups:
+        base = os.path.join(root, group)
+        for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            result = load(root, f"{group}/{name}")
+            if result:
+                print(f"| {group}/{name} | **{fmt_time(result[0])}** | {fmt_time(result[1])} |")
+
+
 def main():
-    root = criterion_dir()
+    args = sys.argv[1:]
+    if args[:1] == ["--groups"]:
+        groups_table(args[1].split(","), criterion_dir(args[2:]))
+        return
+    root = criterion_dir(args)
     floors = (load(root, CACHE), load(root, PARK))
     print("| benchmark (one operation) | stop-machine | tokio current_thread | tokio multi_thread "
           "| stop-machine ÷ current_thread |")

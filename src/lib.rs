@@ -30,18 +30,24 @@
 pub mod cpumask;
 mod error;
 mod hotplug;
+mod rcu;
 mod runtime;
 mod stats;
 mod stop;
+mod stop_cell;
 mod stop_core;
 mod stop_cpus;
 mod stop_machine;
 mod stop_one;
+mod stopped_world;
 mod sync;
 pub mod topology;
+mod worker_local;
 
 pub use cpumask::{CpuMask, ParseCpuMaskError, WorkerMask};
 pub use error::{JoinError, StopError, Straggler};
+pub use rcu::cell::Rcu;
+pub use rcu::synchronize::synchronize;
 pub use runtime::builder::Builder;
 pub use runtime::handle::{
     Handle, StopperInfo, TryCurrentError, current_worker, spawn, spawn_local, spawn_on,
@@ -52,11 +58,14 @@ pub use runtime::spawn_policy::SpawnPolicy;
 pub use runtime::task::{JoinHandle, TaskId};
 pub use stats::{KindStats, Latency, Stats, StopKind, WorkerStats};
 pub use stop::stopper::RunningStop;
+pub use stop_cell::StopCell;
 pub use stop_core::stop_core;
 pub use stop_cpus::{stop_cpus, try_stop_cpus};
 pub use stop_machine::{stop_machine, stop_machine_blocking, stop_two_cpus};
 pub use stop_one::{stop_one_cpu, stop_one_cpu_nowait};
+pub use stopped_world::StoppedWorld;
 pub use topology::{Pu, Topology, WorkerPlacement};
+pub use worker_local::WorkerLocal;
 
 // The attributes' docs are the macro crate's, which rustdoc shows here; their
 // examples run as that crate's doctests (it has this crate as a

@@ -438,7 +438,7 @@ impl Builder {
                     let started = worker
                         .cpu
                         .map_or(Ok(()), topology::bind_current_thread)
-                        .and_then(|()| scheduler::driver(&worker, h.shared.config.event_interval));
+                        .and_then(|()| scheduler::driver(&h.shared, &worker));
                     if worker.priority.init_current(h.shared.config.boost_stragglers) {
                         h.shared
                             .boosting

@@ -23,11 +23,59 @@ pub(crate) struct LocalWorker {
 thread_local! {
     static CURRENT: RefCell<Option<Rc<LocalWorker>>> = const { RefCell::new(None) };
     static IN_STOPPER: Cell<bool> = const { Cell::new(false) };
+    /// The runtime this thread is a worker of (null: none), for checks on
+    /// read fast paths that cannot afford `CURRENT`'s borrow.
+    static WORKER_OF: Cell<(*const Shared, usize)> = const { Cell::new((std::ptr::null(), 0)) };
+    /// Inside a single-runtime stop function that holds a
+    /// [`StoppedWorld`](crate::StoppedWorld).
+    static IN_WORLD: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Makes the current thread a worker (or, with `None`, no longer one).
 pub(crate) fn set(local: Option<Rc<LocalWorker>>) {
+    let of = local.as_ref().map_or((std::ptr::null(), 0), |l| {
+        (Arc::as_ptr(&l.shared), l.worker.index)
+    });
+    WORKER_OF.with(|w| w.set(of));
     CURRENT.with(|c| *c.borrow_mut() = local);
+}
+
+/// Whether this thread is one of `shared`'s workers: one thread-local load.
+#[inline]
+pub(crate) fn is_worker_of(shared: &Shared) -> bool {
+    worker_index_of(shared).is_some()
+}
+
+/// Which of `shared`'s workers this thread is, if any: one thread-local load.
+#[inline]
+pub(crate) fn worker_index_of(shared: &Shared) -> Option<usize> {
+    WORKER_OF
+        .try_with(|w| w.get())
+        .ok()
+        .filter(|(of, _)| std::ptr::eq(*of, shared))
+        .map(|(_, index)| index)
+}
+
+/// Whether this thread runs a stop function holding a `StoppedWorld`.
+#[inline]
+pub(crate) fn in_world() -> bool {
+    IN_WORLD.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Marks the current thread as holding a `StoppedWorld` until dropped.
+pub(crate) struct WorldGuard(());
+
+impl WorldGuard {
+    pub(crate) fn enter() -> WorldGuard {
+        IN_WORLD.with(|c| c.set(true));
+        WorldGuard(())
+    }
+}
+
+impl Drop for WorldGuard {
+    fn drop(&mut self) {
+        IN_WORLD.with(|c| c.set(false));
+    }
 }
 
 /// Calls `f` with the current worker, if this thread is one.

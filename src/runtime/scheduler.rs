@@ -23,13 +23,18 @@ use std::task::{Context, Poll};
 
 /// Builds the worker's tokio driver runtime with the park hooks that make
 /// the idle-claim handshake work.
-pub(crate) fn driver(worker: &Arc<Worker>, event_interval: u32) -> std::io::Result<tokio::runtime::Runtime> {
-    let on_park = worker.clone();
+pub(crate) fn driver(shared: &Arc<Shared>, worker: &Arc<Worker>) -> std::io::Result<tokio::runtime::Runtime> {
+    let (on_park, grace) = (worker.clone(), shared.clone());
     let on_unpark = worker.clone();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .event_interval(event_interval)
-        .on_thread_park(move || on_park.before_park())
+        .event_interval(shared.config.event_interval)
+        .on_thread_park(move || {
+            // Idle first, then the grace-period check: the Dekker pair of
+            // `rcu/grace.rs`.
+            on_park.before_park();
+            grace.grace.parking(on_park.index);
+        })
         .on_thread_unpark(move || on_unpark.after_unpark())
         .build()
 }
@@ -77,6 +82,9 @@ pub(crate) fn run(shared: Arc<Shared>, worker: Arc<Worker>, rt: tokio::runtime::
     // Tasks spawned with `tokio::spawn` are dropped here, on this thread.
     let _ = catch_unwind(AssertUnwindSafe(move || drop(rt)));
     context::set(None);
+    // Nothing of this worker can read any more: grace periods stop
+    // waiting for it.
+    shared.grace.set_away(worker.index, true);
 }
 
 /// The scheduler: runs up to `event_interval` task polls per tick, checking
@@ -96,6 +104,8 @@ impl Future for WorkerLoop {
         self.worker.begin_tick(cx.waker());
         context::with(|local| {
             let local = local.expect("invariant: the scheduler loop runs on its worker thread");
+            // Between two ticks, no read closure is running on this thread.
+            local.shared.grace.quiescent(self.worker.index);
             local.in_tick.set(true);
             let out = self.tick(local, cx);
             local.in_tick.set(false);
@@ -118,7 +128,7 @@ impl WorkerLoop {
         loop {
             if worker.stopper.pending() != 0 {
                 worker.set_polling(None);
-                if service::serve(worker) == Flow::Exit {
+                if service::serve(&local.shared, worker) == Flow::Exit {
                     shut_down(worker, local);
                     return Poll::Ready(());
                 }

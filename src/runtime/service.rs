@@ -11,6 +11,7 @@
 use super::context::{self, StopperGuard};
 use super::shared::Shared;
 use super::worker::Worker;
+use crate::rcu::read_section;
 use crate::stop::stopper::{HOTPLUG, Life, WORK};
 use crate::sync::Arc;
 use std::future::Future;
@@ -32,11 +33,18 @@ const INLINE: u8 = WORK | HOTPLUG;
 /// Serves everything pending on `worker`'s stopper: runs its works, goes
 /// offline and comes back when asked. Returns [`Flow::Exit`] when the
 /// worker is closing.
-pub(crate) fn serve(worker: &Worker) -> Flow {
+///
+/// Only outside read closures (`rcu/read_section.rs`): its callers inside a
+/// poll check that first.
+pub(crate) fn serve(shared: &Shared, worker: &Worker) -> Flow {
+    debug_assert!(
+        !read_section::reading(),
+        "a worker served its stopper inside a read closure"
+    );
     loop {
         run_works(worker);
         match worker.stopper.life() {
-            Life::GoingOffline | Life::Offline => go_offline(worker),
+            Life::GoingOffline | Life::Offline => go_offline(shared, worker),
             Life::Closing => return Flow::Exit,
             Life::Online | Life::Closed | Life::Dead => return Flow::Continue,
         }
@@ -58,18 +66,31 @@ pub(crate) fn run_works(worker: &Worker) {
 /// Flushing and acknowledging happen on every wake-up, not once: an
 /// `unpark_worker` followed by another `park_worker` can both land before
 /// this thread runs again, and that second park must be acknowledged too.
-fn go_offline(worker: &Worker) {
+///
+/// Offline, the worker is quiescent for grace periods (it reads nothing)
+/// until it comes back, and says so before it runs anything again.
+fn go_offline(shared: &Shared, worker: &Worker) {
+    let mut away = false;
     worker.blocking(|| {
         loop {
             run_works(worker);
             match worker.stopper.ack_offline() {
-                Life::Offline => std::thread::park(),
+                Life::Offline => {
+                    if !away {
+                        shared.grace.set_away(worker.index, true);
+                        away = true;
+                    }
+                    std::thread::park();
+                }
                 // Works arrived before the park took effect: run them first.
                 Life::GoingOffline => {}
                 Life::Online | Life::Closing | Life::Closed | Life::Dead => return,
             }
         }
     });
+    if away {
+        shared.grace.set_away(worker.index, false);
+    }
 }
 
 /// Lets a stop that is waiting for this worker take it right here, inside a
@@ -80,7 +101,9 @@ fn go_offline(worker: &Worker) {
 /// machine and this returns after EXIT. A `park_worker` of the calling
 /// worker takes effect here too: the call returns once the worker is back
 /// online. Otherwise it returns at once (one atomic load). Off a worker
-/// thread, or inside a stop function, it does nothing.
+/// thread, inside a stop function, or inside a read closure
+/// ([`Rcu::read`](crate::Rcu::read), [`StopCell::read`](crate::StopCell::read),
+/// [`WorkerLocal::with`](crate::WorkerLocal::with)), it does nothing.
 ///
 /// CONTEXT: only where the calling task holds no state that a stop function
 /// may touch: a stop runs *inside* this call, in the middle of the task's
@@ -105,14 +128,14 @@ fn go_offline(worker: &Worker) {
 /// assert!(sum > 0);
 /// ```
 pub fn safepoint() {
-    if context::in_stopper() {
+    if context::in_stopper() || read_section::reading() {
         return;
     }
     context::with(|local| {
         if let Some(local) = local
             && local.worker.stopper.pending() & INLINE != 0
         {
-            serve(&local.worker);
+            serve(&local.shared, &local.worker);
         }
     });
 }
@@ -127,13 +150,13 @@ pub fn safepoint() {
 /// is over: the caller is the first task its worker runs afterwards, not
 /// one queued behind the others.
 pub(crate) fn serve_here(shared: &Shared) {
-    if context::in_stopper() {
+    if context::in_stopper() || read_section::reading() {
         return;
     }
     if let Some(worker) = context::current_worker_of(shared)
         && worker.stopper.pending() & INLINE != 0
     {
-        serve(&worker);
+        serve(shared, &worker);
     }
 }
 
@@ -161,6 +184,11 @@ pub(crate) fn block_on_servicing<F: Future>(shared: &Arc<Shared>, fut: F) -> F::
     let Some(worker) = context::current_worker_of(shared) else {
         return futures::executor::block_on(fut);
     };
+    assert!(
+        !read_section::reading(),
+        "a blocking stop call inside a read closure (Rcu::read, StopCell::read, WorkerLocal::with): \
+         the stop could change what the closure reads"
+    );
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
@@ -170,7 +198,7 @@ pub(crate) fn block_on_servicing<F: Future>(shared: &Arc<Shared>, fut: F) -> F::
                 return v;
             }
             if worker.stopper.pending() & INLINE != 0 {
-                serve(&worker);
+                serve(shared, &worker);
                 continue;
             }
             std::thread::park();

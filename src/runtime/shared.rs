@@ -4,6 +4,8 @@ use super::config::Config;
 use super::spawn_policy::SpawnPolicy;
 use super::worker::Worker;
 use crate::error::StopError;
+use crate::rcu::defer::Batch;
+use crate::rcu::grace::GracePeriods;
 use crate::stats::Recorder;
 use crate::stop::deadline::Watchdog;
 use crate::stop::lock::StopLock;
@@ -38,11 +40,16 @@ pub(crate) struct Shared {
     /// Whether late participants of a stop get their OS priority raised
     /// (asked for, and allowed on at least one worker).
     pub(crate) boosting: AtomicBool,
+    /// RCU grace periods (`synchronize`).
+    pub(crate) grace: GracePeriods,
+    /// Values waiting for a grace period to be dropped (`defer`).
+    pub(crate) deferred: Mutex<Batch>,
 }
 
 impl Shared {
     pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
         let stats = Arc::new(Recorder::new(workers.len()));
+        let grace = GracePeriods::new(workers.len());
         Shared {
             workers: workers.into_boxed_slice(),
             stop_lock: Arc::new(StopLock::new()),
@@ -55,6 +62,8 @@ impl Shared {
             stop_a_lot_inflight: AtomicBool::new(false),
             stats,
             boosting: AtomicBool::new(false),
+            grace,
+            deferred: Mutex::new(Vec::new()),
         }
     }
 

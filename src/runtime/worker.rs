@@ -262,6 +262,7 @@ impl Worker {
     pub(crate) fn after_unpark(&self) {
         self.wakeups.fetch_add(1, Ordering::Relaxed);
         self.idle.after_unpark(std::thread::park);
+        crate::rcu::grace::GracePeriods::woken();
     }
 
     /// Counts the worker as stopped without waking it, if it sleeps in its

@@ -1,0 +1,196 @@
+//! Grace periods: waiting until every worker has passed a quiescent state,
+//! without stopping any.
+//!
+//! # The protocol
+//!
+//! A read closure never spans a quiescent state: the points where a worker
+//! thread is, by construction, outside every closure. They are the start
+//! of each scheduler tick ([`GracePeriods::quiescent`], from the loop), the
+//! moment the worker parks in its tokio driver (after it has marked itself
+//! idle), going offline, and the end of its thread (both
+//! [`GracePeriods::set_away`]). A grace period that began at time T is over
+//! once each worker has passed one after T, or was idle, offline or gone at
+//! some point after T: every read that began before T has ended by then.
+//!
+//! | state | written by | read by |
+//! |---|---|---|
+//! | `waiting` (how many periods are open) | the waiter opening or closing one, under `inner` | every worker at every quiescent point, without the lock |
+//! | `inner.periods[k].left` (workers still to pass) | the waiter (at open: idle and away ones cleared), workers (their own bit) | the waiter |
+//! | `inner.away[w]` (offline or exited) | worker `w` alone | the waiter opening a period |
+//! | a worker's idle flag ([`IdleState`](crate::runtime::idle)) | worker `w` | the waiter opening a period |
+//!
+//! Who wakes whom: the worker whose quiescent state clears a period's last
+//! bit wakes its waiter (after releasing the lock).
+//!
+//! The idle check is a Dekker pair, each side a store, a `SeqCst` fence
+//! and a load: the worker stores its idle flag and then loads `waiting`
+//! ([`GracePeriods::parking`]); the waiter raises `waiting` and then loads
+//! the idle flag. At least one sees the other's store: either the worker
+//! takes the lock at its park and clears its bit, or the waiter finds it
+//! idle and never sets it. In the second case nothing orders the waiter's
+//! earlier swap before the worker's later reads but a second fence, on the
+//! worker's side once it is awake ([`GracePeriods::woken`]): the waiter's
+//! fence comes before it in the fences' total order (the waiter saw the
+//! flag still set), so those reads see the swap. `away` needs none of
+//! this: it is only read and written under `inner`'s lock.
+
+use crate::sync::Mutex;
+use crate::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::task::{Poll, Waker};
+
+/// Every grace period of one runtime.
+#[derive(Debug)]
+pub(crate) struct GracePeriods {
+    /// How many periods are open: zero lets a quiescent point skip the lock.
+    waiting: AtomicUsize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Per worker: offline or exited, so quiescent until it says otherwise.
+    away: Vec<bool>,
+    periods: slab::Slab<Period>,
+}
+
+#[derive(Debug)]
+struct Period {
+    /// Per worker: not yet seen quiescent since the period began.
+    left: Vec<bool>,
+    /// How many of `left` are set.
+    count: usize,
+    waker: Option<Waker>,
+}
+
+impl Period {
+    /// Worker `w` has passed a quiescent state; returns the waker to wake if
+    /// that ended the period.
+    fn pass(&mut self, w: usize) -> Option<Waker> {
+        if !std::mem::take(&mut self.left[w]) {
+            return None;
+        }
+        self.count -= 1;
+        if self.count == 0 { self.waker.take() } else { None }
+    }
+}
+
+/// An open grace period, identified for [`GracePeriods::poll`].
+#[derive(Debug)]
+pub(crate) struct PeriodKey(usize);
+
+impl GracePeriods {
+    pub(crate) fn new(workers: usize) -> GracePeriods {
+        GracePeriods {
+            waiting: AtomicUsize::new(0),
+            inner: Mutex::new(Inner {
+                away: vec![false; workers],
+                periods: slab::Slab::new(),
+            }),
+        }
+    }
+
+    /// Opens a grace period now. `is_idle(w)` says whether worker `w` sleeps
+    /// in its driver (then it is quiescent already). Returns `None` when no
+    /// worker needs to pass a quiescent state (all idle, offline or gone).
+    pub(crate) fn open(&self, is_idle: impl Fn(usize) -> bool) -> Option<PeriodKey> {
+        let mut inner = self.inner.lock();
+        let left: Vec<bool> = inner.away.iter().map(|away| !away).collect();
+        let count = left.iter().filter(|l| **l).count();
+        let key = inner.periods.insert(Period {
+            left,
+            count,
+            waker: None,
+        });
+        // Before the idle loads (the Dekker pair in the module docs).
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let period = &mut inner.periods[key];
+        for w in 0..period.left.len() {
+            if period.left[w] && is_idle(w) {
+                period.pass(w);
+            }
+        }
+        if period.count == 0 {
+            inner.periods.remove(key);
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(PeriodKey(key))
+    }
+
+    /// Whether the period is over; registers `waker` if not. An ended
+    /// period is closed and its key spent.
+    pub(crate) fn poll(&self, key: &PeriodKey, waker: &Waker) -> Poll<()> {
+        let mut inner = self.inner.lock();
+        let period = &mut inner.periods[key.0];
+        if period.count == 0 {
+            inner.periods.remove(key.0);
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Poll::Ready(());
+        }
+        match &mut period.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Closes a period whose waiter has gone (its future dropped).
+    pub(crate) fn close(&self, key: PeriodKey) {
+        let mut inner = self.inner.lock();
+        inner.periods.remove(key.0);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Worker `w` is at a quiescent point. One atomic load when no period
+    /// is open.
+    #[inline]
+    pub(crate) fn quiescent(&self, w: usize) {
+        if self.waiting.load(Ordering::SeqCst) != 0 {
+            self.pass(w);
+        }
+    }
+
+    /// Worker `w` is about to sleep in its driver and has marked itself
+    /// idle: the worker's half of the Dekker pair.
+    #[inline]
+    pub(crate) fn parking(&self, w: usize) {
+        fence(Ordering::SeqCst);
+        self.quiescent(w);
+    }
+
+    /// Worker `w` is awake again (its idle flag cleared): later reads see
+    /// every value swapped before a period that counted it idle.
+    #[inline]
+    pub(crate) fn woken() {
+        fence(Ordering::SeqCst);
+    }
+
+    /// Worker `w` goes offline or exits (`true`), or comes back online
+    /// (`false`, before it runs anything). Going away is a quiescent state
+    /// that lasts: periods opened meanwhile do not wait for it.
+    pub(crate) fn set_away(&self, w: usize, away: bool) {
+        let wakers = {
+            let mut inner = self.inner.lock();
+            inner.away[w] = away;
+            if !away {
+                return;
+            }
+            Self::pass_all(&mut inner, w)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    fn pass(&self, w: usize) {
+        let wakers = Self::pass_all(&mut self.inner.lock(), w);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    fn pass_all(inner: &mut Inner, w: usize) -> Vec<Waker> {
+        inner.periods.iter_mut().filter_map(|(_, p)| p.pass(w)).collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/grace.rs"]
+mod tests;

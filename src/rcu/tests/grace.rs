@@ -1,0 +1,125 @@
+//! loom models of the grace-period protocol (`GracePeriods`), driven as
+//! `Rcu` and the workers drive it: a writer swaps the current value, waits
+//! for a grace period and then frees the old value (a write to its cell);
+//! each worker reads the current value inside a "closure", passes a
+//! quiescent state, goes idle (its idle flag, then the park-time check),
+//! wakes and reads again, or goes away (offline) and comes back.
+//!
+//! The values are loom cells: loom reports a free that is not ordered
+//! after every read of the freed value, i.e. a grace period that ended
+//! while a reader could still hold the old value.
+
+use super::GracePeriods;
+use crate::sync::Arc;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::model::thread;
+use crate::sync::model::{Shared, block_on, model};
+use std::future::poll_fn;
+
+/// Two values, the index of the current one, and each worker's idle flag.
+struct World {
+    values: [Shared<u8>; 2],
+    current: AtomicUsize,
+    idle: [AtomicBool; 2],
+    grace: GracePeriods,
+}
+
+impl World {
+    fn new() -> Arc<World> {
+        Arc::new(World {
+            values: [Shared::new(1), Shared::new(1)],
+            current: AtomicUsize::new(0),
+            idle: [AtomicBool::new(false), AtomicBool::new(false)],
+            grace: GracePeriods::new(2),
+        })
+    }
+
+    /// A read closure: the value it loads is alive (not freed) throughout.
+    fn read(&self) {
+        let i = self.current.load(Ordering::SeqCst);
+        assert_eq!(self.values[i].get(), 1, "a reader saw a freed value");
+    }
+
+    /// Worker `w` sleeps in its driver from now on (its last state in a
+    /// model: a worker always either ticks again or sleeps).
+    fn sleep(&self, w: usize) {
+        self.idle[w].store(true, Ordering::SeqCst);
+        self.grace.parking(w);
+    }
+
+    /// The writer: publish value 1, wait for a grace period, free value 0.
+    fn publish(&self) {
+        self.current.store(1, Ordering::SeqCst);
+        if let Some(key) = self.grace.open(|w| self.idle[w].load(Ordering::SeqCst)) {
+            block_on(poll_fn(|cx| self.grace.poll(&key, cx.waker())));
+        }
+        self.values[0].update(|v| *v = 0);
+    }
+}
+
+/// Worker 0 reads, ticks and reads again; worker 1 reads, goes idle (flag,
+/// then the park-time check, as `on_thread_park` does), wakes and reads.
+/// Whatever the interleaving, the free of the old value comes after every
+/// read that could see it, and the writer is woken.
+#[test]
+fn model_grace_period_busy_and_idle_workers() {
+    model(3, || {
+        let world = World::new();
+        let busy = {
+            let world = world.clone();
+            thread::spawn(move || {
+                world.read();
+                world.grace.quiescent(0);
+                world.read();
+                world.sleep(0);
+            })
+        };
+        let sleeper = {
+            let world = world.clone();
+            thread::spawn(move || {
+                world.read();
+                world.idle[1].store(true, Ordering::SeqCst);
+                world.grace.parking(1);
+                // Wakes (`after_unpark`): reads after this must see the new
+                // value.
+                world.idle[1].store(false, Ordering::SeqCst);
+                GracePeriods::woken();
+                world.read();
+                world.sleep(1);
+            })
+        };
+        world.publish();
+        busy.join().unwrap();
+        sleeper.join().unwrap();
+    });
+}
+
+/// Worker 1 goes offline and comes back (`set_away`) while worker 0 reads
+/// and ticks: a period opened while it is away does not wait for it, and
+/// its reads after coming back are covered.
+#[test]
+fn model_grace_period_offline_worker() {
+    model(3, || {
+        let world = World::new();
+        let busy = {
+            let world = world.clone();
+            thread::spawn(move || {
+                world.read();
+                world.sleep(0);
+            })
+        };
+        let hotplugged = {
+            let world = world.clone();
+            thread::spawn(move || {
+                world.read();
+                world.grace.set_away(1, true);
+                world.grace.set_away(1, false);
+                world.read();
+                world.sleep(1);
+            })
+        };
+        world.publish();
+        busy.join().unwrap();
+        hotplugged.join().unwrap();
+    });
+}
