@@ -433,3 +433,48 @@ fn worker_local_counters_read_consistently() {
         );
     });
 }
+
+/// `WorkerLocal::stop_each`: each worker, stopped on its own, gets its own
+/// slot mutably while the others run; what it leaves there is what tasks
+/// on that worker read next; `with` inside it panics instead of aliasing.
+#[test]
+fn worker_local_stop_each_flushes_each_slot() {
+    watchdog("stop_each", || {
+        let rt = runtime(2);
+        let caches = Arc::new(WorkerLocal::new(rt.handle(), |w| {
+            std::cell::RefCell::new(vec![w as u64; 4])
+        }));
+        let c = caches.clone();
+        let flushed = rt
+            .block_on(async move {
+                c.stop_each(|w, cache| (stop_machine::current_worker(), w, cache.take()))
+                    .await
+            })
+            .unwrap();
+        assert_eq!(
+            flushed,
+            [(0, (Some(0), 0, vec![0; 4])), (1, (Some(1), 1, vec![1; 4]))],
+            "each f ran on its own worker with its own slot"
+        );
+        for w in 0..2 {
+            let c = caches.clone();
+            let len = rt.block_on(
+                rt.handle()
+                    .spawn_on(w, async move { c.with(|v| v.borrow().len()) }),
+            );
+            assert_eq!(len.unwrap(), 0, "worker {w} reads the flushed slot");
+        }
+        let c = caches.clone();
+        let inner = caches.clone();
+        let aliased = rt
+            .block_on(async move {
+                c.stop_each(move |_, _| catch_unwind(AssertUnwindSafe(|| inner.with(|_| ()))).is_err())
+                    .await
+            })
+            .unwrap();
+        assert!(
+            aliased.iter().all(|(_, refused)| *refused),
+            "with inside stop_each must panic"
+        );
+    });
+}

@@ -482,3 +482,51 @@ fn thread_hooks_run_on_every_worker_first_and_last() {
         );
     });
 }
+
+#[test]
+fn serve_per_worker_spreads_connections_and_serves_them_where_accepted() {
+    watchdog("serve_per_worker", || {
+        let rt = runtime(2);
+        let served = rt
+            .handle()
+            .serve_per_worker("127.0.0.1:0", |listener| async move {
+                let accepted_on = stop_machine::current_worker().unwrap();
+                loop {
+                    let Ok((mut conn, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    // The plain `spawn` a tokio user writes: it stays here.
+                    drop(stop_machine::spawn(async move {
+                        let served_on = stop_machine::current_worker().unwrap();
+                        let _ = conn.write_all(&[accepted_on as u8, served_on as u8]).await;
+                    }));
+                }
+            })
+            .unwrap();
+        let addr = served.local_addr();
+        let mut per_worker = [0usize; 2];
+        for _ in 0..64 {
+            use std::io::Read;
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            let mut reply = [0u8; 2];
+            c.read_exact(&mut reply).unwrap();
+            assert_eq!(
+                reply[0], reply[1],
+                "a connection was served off the worker that accepted it"
+            );
+            per_worker[reply[0] as usize] += 1;
+        }
+        // The kernel hashes each connection to a listener: with 64
+        // connections, both get some unless the hash is broken (2^-63).
+        assert!(
+            per_worker.iter().all(|n| *n > 0),
+            "one listener got every connection: {per_worker:?}"
+        );
+        served.abort();
+        // A port held without SO_REUSEPORT is refused with the OS's error.
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap();
+        let err = rt.handle().serve_per_worker(taken, |_l| async {}).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    });
+}

@@ -111,7 +111,7 @@ impl<T: Send + Sync + 'static> StopCell<T> {
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         let inner = &*self.inner;
         assert!(
-            context::is_worker_of(&inner.handle.shared) && !context::in_world(),
+            context::is_worker_of(&inner.handle.shared) && !context::holding(context::HOLDS_WORLD),
             "StopCell::read off the runtime's workers or inside a stop_machine_once function"
         );
         let _section = ReadSection::enter();

@@ -2,7 +2,7 @@
 //! and gets the proof that the world is stopped.
 
 use crate::error::StopError;
-use crate::runtime::context::WorldGuard;
+use crate::runtime::context::{HOLDS_WORLD, HoldGuard};
 use crate::runtime::handle::Handle;
 use crate::runtime::service::block_on_servicing;
 use crate::runtime::shared::Shared;
@@ -107,7 +107,7 @@ impl Handle {
                 shared: std::sync::Arc::as_ptr(&shared),
                 _here: PhantomData,
             };
-            let _holding = WorldGuard::enter();
+            let _holding = HoldGuard::enter(HOLDS_WORLD);
             f(&mut world)
         };
         // No active mask: one worker runs `f`, the caller's or the first.

@@ -14,7 +14,9 @@ use std::fmt;
 /// [`stop_machine_once`](Handle::stop_machine_once) function gets every slot
 /// mutably ([`get_mut`](WorkerLocal::get_mut),
 /// [`iter_mut`](WorkerLocal::iter_mut)) through its [`StoppedWorld`]: the
-/// type system then proves that no task holds a slot meanwhile. Uses:
+/// type system then proves that no task holds a slot meanwhile.
+/// [`stop_each`](WorkerLocal::stop_each) is the `stop_cpus` form: each
+/// worker stopped in turn gets its own slot mutably. Uses:
 /// per-worker counters summed consistently, caches flushed, roots scanned.
 ///
 /// # Examples
@@ -111,8 +113,8 @@ impl<T> WorkerLocal<T> {
     /// # Panics
     ///
     /// Off the runtime's worker threads (there is no slot there), and inside
-    /// a `stop_machine_once` function (which holds every slot; use
-    /// [`get_mut`](WorkerLocal::get_mut)).
+    /// a `stop_machine_once` or [`stop_each`](WorkerLocal::stop_each)
+    /// function (which may hold the slot mutably; use what it was given).
     ///
     /// # Examples
     ///
@@ -128,8 +130,8 @@ impl<T> WorkerLocal<T> {
             panic!("WorkerLocal::with called off the runtime's worker threads");
         };
         assert!(
-            !context::in_world(),
-            "WorkerLocal::with inside a stop_machine_once function: use get_mut with its StoppedWorld"
+            !context::holding(context::HOLDS_WORLD | context::HOLDS_SLOT),
+            "WorkerLocal::with inside a stop_machine_once or stop_each function: use the slot it was given"
         );
         let _section = ReadSection::enter();
         // SAFETY: only this worker's thread takes a shared reference to its
@@ -198,6 +200,54 @@ impl<T> WorkerLocal<T> {
             .iter()
             .enumerate()
             .map(|(w, slot)| (w, unsafe { &mut *slot.get() }))
+    }
+
+    /// Stops each online worker in turn, as
+    /// [`stop_cpus`](Handle::stop_cpus) does, and runs `f(w, slot)` on
+    /// worker `w` with its own slot, mutably: the rest of the world keeps
+    /// running, and only `w`'s slot is exclusive (its worker runs nothing
+    /// else meanwhile). Flushing per-worker caches one worker at a time.
+    ///
+    /// CONTEXT: as `stop_cpus`: any task; not a stop function.
+    ///
+    /// RETURNS: `f`'s values, by worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`stop_cpus`](Handle::stop_cpus).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = stop_machine::Runtime::builder().workers(2).pin(false).build().unwrap();
+    /// let caches = std::sync::Arc::new(stop_machine::WorkerLocal::new(rt.handle(), |w| vec![w; 3]));
+    /// let c = caches.clone();
+    /// let flushed = rt.block_on(async move { c.stop_each(|_, cache| std::mem::take(cache).len()).await });
+    /// assert_eq!(flushed.unwrap(), [(0, 3), (1, 3)]);
+    /// ```
+    pub fn stop_each<F, R>(
+        self: &std::sync::Arc<Self>,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<Vec<(usize, R)>, crate::StopError>> + use<T, F, R>
+    where
+        T: Send + 'static,
+        F: Fn(usize, &mut T) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let this = self.clone();
+        let all = crate::WorkerMask::full(self.slots.len());
+        self.handle.stop_cpus(&all, move |w| {
+            // `with` refuses to run under this guard, so that `f` cannot
+            // take a shared reference to the slot it holds mutably.
+            let _holding = context::HoldGuard::enter(context::HOLDS_SLOT);
+            // SAFETY: this runs on worker `w`'s thread, in its stopper: no
+            // task of `w` runs, no `with` is active there (stops are not
+            // served inside read sections), and `with` from `f` panics;
+            // other threads never touch slot `w` (`with` reaches only the
+            // caller's own worker's slot, and a `StoppedWorld` cannot exist
+            // while `w`'s stopper runs this work).
+            f(w, unsafe { &mut *this.slots[w].get() })
+        })
     }
 
     #[track_caller]

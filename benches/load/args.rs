@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--naive-accept POLICY] [--out PATH]
+usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--naive-accept POLICY] [--reuseport] [--out PATH]
 
 Serves HTTP/1.1 GET on 127.0.0.1:P (0: any free port; the address is printed
 as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
@@ -18,7 +18,10 @@ as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
                 --no-pin: workers not pinned to their CPUs;
                 --naive-accept POLICY (local|round-robin|least-loaded): the
                 accept loop calls `stop_machine::spawn` per connection, as
-                one writes with `tokio::spawn`, under that SpawnPolicy
+                one writes with `tokio::spawn`, under that SpawnPolicy;
+                --reuseport: one SO_REUSEPORT listener per worker
+                (`Handle::serve_per_worker`), each accept loop calling
+                `stop_machine::spawn` (it stays on its worker)
   tokio         the same service on a tokio multi_thread runtime of N worker
                 threads (default: one per CPU), no stops
 
@@ -56,6 +59,9 @@ pub struct Args {
     /// `Some`: accept with a plain `spawn` under this policy instead of
     /// the hand-written spreading.
     pub naive_accept: Option<stop_machine::SpawnPolicy>,
+    /// One `SO_REUSEPORT` listener per worker (`Handle::serve_per_worker`),
+    /// each accept loop spawning its connections locally.
+    pub reuseport: bool,
     pub out: Option<PathBuf>,
 }
 
@@ -76,6 +82,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut workers = None;
     let mut pin = true;
     let mut naive_accept = None;
+    let mut reuseport = false;
     let mut out = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -96,6 +103,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     other => return Err(format!("--naive-accept: unknown policy {other:?}")),
                 })
             }
+            "--reuseport" => reuseport = true,
             "--out" => out = Some(PathBuf::from(value(&arg)?)),
             // cargo bench passes --bench to every harness = false binary.
             "--bench" => {}
@@ -114,6 +122,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         workers,
         pin,
         naive_accept,
+        reuseport,
         out,
     }))
 }

@@ -34,8 +34,11 @@ pub fn start(args: &Args) -> std::io::Result<Server> {
     }
     let runtime = builder.build()?;
     let h = runtime.handle().clone();
-    let workers = h.num_workers();
 
+    if args.reuseport {
+        let served = h.serve_per_worker(args.addr, naive_accept_loop)?;
+        return Ok(finish(runtime, served.local_addr(), args));
+    }
     // The listener is registered with worker 0's I/O driver: bind there.
     let (bound, addr) = mpsc::channel();
     let (bind_to, spread, naive) = (args.addr, h.clone(), args.naive_accept.is_some());
@@ -52,19 +55,24 @@ pub fn start(args: &Args) -> std::io::Result<Server> {
         }
     });
     let addr = addr.recv().map_err(std::io::Error::other)??;
+    Ok(finish(runtime, addr, args))
+}
 
+/// Starts the patcher and describes the server.
+fn finish(runtime: Runtime, addr: SocketAddr, args: &Args) -> Server {
+    let h = runtime.handle().clone();
     let recorder = Arc::new(patcher::Recorder::default());
     if let Some(every) = args.patch_every {
         let (h2, r) = (h.clone(), recorder.clone());
         h.spawn_on(0, async move { patcher::run(h2, every, &r).await });
     }
-    Ok(Server {
-        _runtime: runtime,
+    Server {
         addr,
-        workers,
+        workers: h.num_workers(),
         pinned: h.worker_cpu(0).is_some(),
         recorder,
-    })
+        _runtime: runtime,
+    }
 }
 
 /// Accepts connections and hands them to the workers in turn, itself
@@ -91,7 +99,8 @@ async fn accept_loop(listener: TcpListener, h: Handle) {
 }
 
 /// The accept loop a tokio user writes: `spawn` per connection, placed by
-/// the runtime's `SpawnPolicy`; the socket stays with worker 0's driver.
+/// the runtime's `SpawnPolicy`; the socket stays with the accepting
+/// worker's driver.
 async fn naive_accept_loop(listener: TcpListener) {
     loop {
         match listener.accept().await {

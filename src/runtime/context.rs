@@ -26,9 +26,10 @@ thread_local! {
     /// The runtime this thread is a worker of (null: none), for checks on
     /// read fast paths that cannot afford `CURRENT`'s borrow.
     static WORKER_OF: Cell<(*const Shared, usize)> = const { Cell::new((std::ptr::null(), 0)) };
-    /// Inside a single-runtime stop function that holds a
-    /// [`StoppedWorld`](crate::StoppedWorld).
-    static IN_WORLD: Cell<bool> = const { Cell::new(false) };
+    /// Inside a stop function that holds a
+    /// [`StoppedWorld`](crate::StoppedWorld) ([`HOLDS_WORLD`]) or one
+    /// worker's `WorkerLocal` slot mutably ([`HOLDS_SLOT`]).
+    static HOLDING: Cell<u8> = const { Cell::new(0) };
 }
 
 /// Makes the current thread a worker (or, with `None`, no longer one).
@@ -56,25 +57,29 @@ pub(crate) fn worker_index_of(shared: &Shared) -> Option<usize> {
         .map(|(_, index)| index)
 }
 
-/// Whether this thread runs a stop function holding a `StoppedWorld`.
+/// A `stop_machine_once` function: it may write any `StopCell` or slot.
+pub(crate) const HOLDS_WORLD: u8 = 1;
+/// A `WorkerLocal::stop_each` function: it holds its worker's slot.
+pub(crate) const HOLDS_SLOT: u8 = 2;
+
+/// Whether this thread runs a stop function that holds any of `what`.
 #[inline]
-pub(crate) fn in_world() -> bool {
-    IN_WORLD.try_with(Cell::get).unwrap_or(false)
+pub(crate) fn holding(what: u8) -> bool {
+    HOLDING.try_with(|h| h.get() & what != 0).unwrap_or(false)
 }
 
-/// Marks the current thread as holding a `StoppedWorld` until dropped.
-pub(crate) struct WorldGuard(());
+/// Marks the current thread as holding `what` until dropped.
+pub(crate) struct HoldGuard(u8);
 
-impl WorldGuard {
-    pub(crate) fn enter() -> WorldGuard {
-        IN_WORLD.with(|c| c.set(true));
-        WorldGuard(())
+impl HoldGuard {
+    pub(crate) fn enter(what: u8) -> HoldGuard {
+        HoldGuard(HOLDING.with(|h| h.replace(h.get() | what)))
     }
 }
 
-impl Drop for WorldGuard {
+impl Drop for HoldGuard {
     fn drop(&mut self) {
-        IN_WORLD.with(|c| c.set(false));
+        HOLDING.with(|h| h.set(self.0));
     }
 }
 
