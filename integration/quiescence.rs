@@ -303,15 +303,17 @@ fn stop_cell_patches_are_never_torn() {
             let (cell, stop) = (cell.clone(), stop.clone());
             readers.push(rt.handle().spawn_on(w, async move {
                 let mut seen = 0;
-                while !stop.load(SeqCst) {
+                loop {
                     cell.read(|(a, b, name)| {
                         assert_eq!(*b, a * 2, "torn read");
                         assert_eq!(*name, format!("v{a}"));
                     });
                     seen += 1;
+                    if stop.load(SeqCst) {
+                        break seen;
+                    }
                     tokio::task::yield_now().await;
                 }
-                seen
             }));
         }
         for i in 1..=100u64 {
@@ -476,5 +478,158 @@ fn worker_local_stop_each_flushes_each_slot() {
             aliased.iter().all(|(_, refused)| *refused),
             "with inside stop_each must panic"
         );
+    });
+}
+
+/// Review finding 1: tokio's driver runs wakers while the worker is marked
+/// idle (a grace period or a stop may count it as quiescent). Code in such
+/// a waker does not read as the worker: a `StopCell` read there panics
+/// instead of racing a patch (and an `Rcu` read takes the counted path).
+#[test]
+fn a_waker_run_by_the_parked_driver_does_not_read_as_the_worker() {
+    watchdog("waker in park", || {
+        use std::task::{Context, Wake, Waker};
+        struct Probe {
+            cell: StopCell<u32>,
+            refused: Arc<AtomicUsize>,
+            woken: Arc<AtomicBool>,
+        }
+        impl Wake for Probe {
+            fn wake(self: Arc<Self>) {
+                if catch_unwind(AssertUnwindSafe(|| self.cell.read(|v| *v))).is_err() {
+                    self.refused.fetch_add(1, SeqCst);
+                }
+                self.woken.store(true, SeqCst);
+            }
+        }
+        let rt = runtime(2);
+        let (refused, woken) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let probe = Arc::new(Probe {
+            cell: StopCell::new(rt.handle(), 1),
+            refused: refused.clone(),
+            woken: woken.clone(),
+        });
+        // A timer polled once with the probe's waker, then left to fire
+        // while worker 0 sleeps in its driver.
+        rt.block_on(rt.handle().spawn_on(0, async move {
+            let mut sleep = Box::pin(tokio::time::sleep(std::time::Duration::from_millis(20)));
+            let waker = Waker::from(probe);
+            assert!(sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+            std::mem::forget(sleep);
+        }))
+        .unwrap();
+        while !woken.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            refused.load(SeqCst),
+            1,
+            "the waker read the StopCell as the worker"
+        );
+    });
+}
+
+/// Review finding 2: a worker woken from offline runs its queued stop works
+/// as a reader, not while still counted away: a grace period begun then
+/// waits for a read in such a work.
+#[test]
+fn a_read_in_a_work_run_on_coming_back_online_holds_the_grace_period() {
+    watchdog("unpark then read", || {
+        let rt = runtime(2);
+        let h = rt.handle().clone();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let cell = Arc::new(Rcu::new(&h, Canary::new(0, &drops)));
+        let saw_dead = Arc::new(AtomicUsize::new(0));
+        for round in 1..=30 {
+            let hp = h.clone();
+            rt.block_on(async move { hp.park_worker(1).await }).unwrap();
+            let hu = h.clone();
+            rt.block_on(async move { hu.unpark_worker(1).await }).unwrap();
+            let (c, dead) = (cell.clone(), saw_dead.clone());
+            assert!(h.stop_one_cpu_nowait(1, move || {
+                c.read(|v| {
+                    for _ in 0..200_000 {
+                        std::hint::spin_loop();
+                    }
+                    if v.state.load(SeqCst) != ALIVE {
+                        dead.fetch_add(1, SeqCst);
+                    }
+                })
+            }));
+            cell.publish_blocking(Canary::new(round, &drops));
+        }
+        let hs = h.clone();
+        rt.block_on(async move { hs.synchronize().await });
+        assert_eq!(saw_dead.load(SeqCst), 0, "a read saw its value dropped");
+    });
+}
+
+/// Review finding 3: a deferred value is not dropped when the runtime's
+/// shutdown drops the task waiting for its grace period while another
+/// worker is still in a poll that began before the defer; it is dropped
+/// with the runtime's last handle.
+#[test]
+fn defer_survives_a_shutdown_during_its_grace_period() {
+    watchdog("defer at shutdown", || {
+        let rt = runtime(2);
+        let h = rt.handle().clone();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (inside, release, seen) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(usize::MAX)),
+        );
+        {
+            let (inside, release, seen, drops) =
+                (inside.clone(), release.clone(), seen.clone(), drops.clone());
+            drop(h.spawn_on(1, async move {
+                inside.store(true, SeqCst);
+                while !release.load(SeqCst) {
+                    std::hint::spin_loop();
+                }
+                seen.store(drops.load(SeqCst), SeqCst);
+            }));
+        }
+        while !inside.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        h.defer(Canary::new(1, &drops));
+        let dropper = std::thread::spawn(move || drop(rt));
+        for _ in 0..10_000 {
+            std::thread::yield_now();
+        }
+        release.store(true, SeqCst);
+        dropper.join().unwrap();
+        assert_eq!(
+            seen.load(SeqCst),
+            0,
+            "dropped while a poll that began before the defer ran"
+        );
+        drop(h);
+        assert_eq!(drops.load(SeqCst), 1, "dropped with the last handle");
+    });
+}
+
+/// Review finding 4: a worker busy with a `tokio::spawn`ed task that
+/// yields in a loop never parks and our loop has nothing queued; a grace
+/// period notifies it instead of waiting forever.
+#[test]
+fn synchronize_with_a_tokio_task_yielding_forever() {
+    watchdog("tokio yield loop", || {
+        let rt = runtime(2);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        rt.block_on(rt.handle().spawn_on(1, async move {
+            drop(tokio::spawn(async move {
+                while !s.load(SeqCst) {
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }))
+        .unwrap();
+        for _ in 0..20 {
+            rt.handle().synchronize_blocking();
+        }
+        stop.store(true, SeqCst);
     });
 }

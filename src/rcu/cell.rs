@@ -178,8 +178,10 @@ impl<T: Send + Sync + 'static> Rcu<T> {
             let old = Retired(inner.current.swap(Box::into_raw(new), Ordering::SeqCst));
             // The rest runs as a task of the cell's runtime, so that dropping
             // this future cannot leave the old value unreclaimed.
+            // On an online worker: a task left on a worker parked later
+            // would hold the writer lock until it came back.
             let handle = inner.handle.clone();
-            let reclaim = handle.spawn(async move {
+            let reclaim = handle.spawn_on(handle.shared.next_online_worker(), async move {
                 inner.handle.synchronize().await;
                 inner.outside.wait_for_readers().await;
                 drop(writer);

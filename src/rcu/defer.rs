@@ -15,7 +15,10 @@ impl Handle {
     /// this runtime; a panic there is caught and logged.
     ///
     /// Values still waiting when the runtime shuts down are dropped when its
-    /// last handle is.
+    /// last handle is, after every worker thread has exited. A grace period
+    /// covers readers on the runtime's workers only: a value read from
+    /// other threads must be retired through [`Rcu`](crate::Rcu), whose
+    /// writers also wait for those.
     ///
     /// CONTEXT: any thread; it does not block.
     ///
@@ -36,10 +39,32 @@ impl Handle {
         if first {
             let h = self.clone();
             drop(self.spawn(async move {
-                let batch = std::mem::take(&mut *h.shared.deferred.lock());
+                let mut waiting = Waiting {
+                    batch: std::mem::take(&mut *h.shared.deferred.lock()),
+                    handle: h.clone(),
+                };
                 h.synchronize().await;
-                drop(batch);
+                drop(std::mem::take(&mut waiting.batch));
             }));
+        }
+    }
+}
+
+/// A batch whose grace period has not passed. Dropped early (its task
+/// dropped at shutdown, while other workers may still be in polls that
+/// began before the defer), it goes back to the runtime's queue, which is
+/// dropped only with the runtime's last handle, after every worker thread
+/// has exited.
+struct Waiting {
+    batch: Batch,
+    handle: Handle,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            self.handle.shared.deferred.lock().extend(batch);
         }
     }
 }

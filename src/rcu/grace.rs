@@ -14,13 +14,22 @@
 //!
 //! | state | written by | read by |
 //! |---|---|---|
-//! | `waiting` (how many periods are open) | the waiter opening or closing one, under `inner` | every worker at every quiescent point, without the lock |
+//! | `waiting` (how many periods are still waiting for a worker) | the waiter opening or dropping one, the worker ending one, under `inner` | every worker at every quiescent point, without the lock |
 //! | `inner.periods[k].left` (workers still to pass) | the waiter (at open: idle and away ones cleared), workers (their own bit) | the waiter |
 //! | `inner.away[w]` (offline or exited) | worker `w` alone | the waiter opening a period |
 //! | a worker's idle flag ([`IdleState`](crate::runtime::idle)) | worker `w` | the waiter opening a period |
 //!
-//! Who wakes whom: the worker whose quiescent state clears a period's last
-//! bit wakes its waiter (after releasing the lock).
+//! Who wakes whom: the waiter opening a period notifies every worker still
+//! left (so that a loop waiting while tokio runs other tasks ticks soon);
+//! the worker whose quiescent state clears a period's last bit wakes its
+//! waiter (after releasing the lock).
+//!
+//! Wakers run on a worker's thread at its quiescent points (and tokio's
+//! driver runs them while the worker is marked idle); user code in a waker
+//! must not read as a worker then, so the worker's thread leaves its
+//! worker identity (`context::quiesce`) before it parks or goes away and
+//! takes it back after: a read there takes `Rcu`'s outside path, and
+//! `StopCell`/`WorkerLocal` reads panic instead of racing.
 //!
 //! The idle check is a Dekker pair, each side a store, a `SeqCst` fence
 //! and a load: the worker stores its idle flag and then loads `waiting`
@@ -62,15 +71,26 @@ struct Period {
     waker: Option<Waker>,
 }
 
+/// What a quiescent state did to one period.
+enum Passed {
+    /// Nothing: the worker had passed already, or others are still left.
+    Nothing,
+    /// It ended the period; wake its waiter, if it registered one.
+    Ended(Option<Waker>),
+}
+
 impl Period {
-    /// Worker `w` has passed a quiescent state; returns the waker to wake if
-    /// that ended the period.
-    fn pass(&mut self, w: usize) -> Option<Waker> {
+    /// Worker `w` has passed a quiescent state.
+    fn pass(&mut self, w: usize) -> Passed {
         if !std::mem::take(&mut self.left[w]) {
-            return None;
+            return Passed::Nothing;
         }
         self.count -= 1;
-        if self.count == 0 { self.waker.take() } else { None }
+        if self.count == 0 {
+            Passed::Ended(self.waker.take())
+        } else {
+            Passed::Nothing
+        }
     }
 }
 
@@ -90,9 +110,12 @@ impl GracePeriods {
     }
 
     /// Opens a grace period now. `is_idle(w)` says whether worker `w` sleeps
-    /// in its driver (then it is quiescent already). Returns `None` when no
-    /// worker needs to pass a quiescent state (all idle, offline or gone).
-    pub(crate) fn open(&self, is_idle: impl Fn(usize) -> bool) -> Option<PeriodKey> {
+    /// in its driver (then it is quiescent already); `notify(w)` makes a
+    /// worker still left reach its next tick soon (its loop may be waiting
+    /// while tokio runs other tasks that never let the driver park).
+    /// Returns `None` when no worker needs to pass a quiescent state (all
+    /// idle, offline or gone).
+    pub(crate) fn open(&self, is_idle: impl Fn(usize) -> bool, notify: impl Fn(usize)) -> Option<PeriodKey> {
         let mut inner = self.inner.lock();
         let left: Vec<bool> = inner.away.iter().map(|away| !away).collect();
         let count = left.iter().filter(|l| **l).count();
@@ -115,6 +138,9 @@ impl GracePeriods {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
+        let left: Vec<usize> = (0..period.left.len()).filter(|w| period.left[*w]).collect();
+        drop(inner);
+        left.into_iter().for_each(notify);
         Some(PeriodKey(key))
     }
 
@@ -124,8 +150,8 @@ impl GracePeriods {
         let mut inner = self.inner.lock();
         let period = &mut inner.periods[key.0];
         if period.count == 0 {
+            // `waiting` went down when its last worker passed.
             inner.periods.remove(key.0);
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Poll::Ready(());
         }
         match &mut period.waker {
@@ -138,8 +164,9 @@ impl GracePeriods {
     /// Closes a period whose waiter has gone (its future dropped).
     pub(crate) fn close(&self, key: PeriodKey) {
         let mut inner = self.inner.lock();
-        inner.periods.remove(key.0);
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if inner.periods.remove(key.0).count != 0 {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Worker `w` is at a quiescent point. One atomic load when no period
@@ -176,18 +203,28 @@ impl GracePeriods {
             if !away {
                 return;
             }
-            Self::pass_all(&mut inner, w)
+            self.pass_all(&mut inner, w)
         };
         wakers.into_iter().for_each(Waker::wake);
     }
 
     fn pass(&self, w: usize) {
-        let wakers = Self::pass_all(&mut self.inner.lock(), w);
+        let wakers = self.pass_all(&mut self.inner.lock(), w);
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    fn pass_all(inner: &mut Inner, w: usize) -> Vec<Waker> {
-        inner.periods.iter_mut().filter_map(|(_, p)| p.pass(w)).collect()
+    /// Passes `w` in every open period; a period it ends stops counting in
+    /// `waiting` at once (its waiter may poll much later, or never), and
+    /// its waker is returned, to be woken outside the lock.
+    fn pass_all(&self, inner: &mut Inner, w: usize) -> Vec<Waker> {
+        let mut wakers = Vec::new();
+        for (_, period) in inner.periods.iter_mut() {
+            if let Passed::Ended(waker) = period.pass(w) {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                wakers.extend(waker);
+            }
+        }
+        wakers
     }
 }
 

@@ -54,8 +54,17 @@ impl OutsideReaders {
     /// the only writer doing this.
     pub(crate) async fn wait_for_readers(&self) {
         let old = self.epoch.fetch_add(1, Ordering::SeqCst) & 1;
-        while self.readers[old].load(Ordering::SeqCst) != 0 {
-            tokio::task::yield_now().await;
+        // Yield a few times (reads are short), then sleep between checks,
+        // so a long outside read does not keep a worker spinning.
+        for attempt in 0u32.. {
+            if self.readers[old].load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if attempt < 64 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_micros(100)).await;
+            }
         }
     }
 }

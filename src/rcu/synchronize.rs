@@ -28,7 +28,9 @@ impl Future for Synchronize {
         let this = &mut *self;
         if let State::Start = this.state {
             let shared = &this.shared;
-            this.state = match shared.grace.open(|w| shared.workers[w].is_idle()) {
+            let idle = |w: usize| shared.workers[w].is_idle();
+            let notify = |w: usize| shared.workers[w].notify();
+            this.state = match shared.grace.open(idle, notify) {
                 Some(key) => State::Open(key),
                 None => State::Done,
             };
@@ -55,8 +57,10 @@ impl Drop for Synchronize {
 impl Handle {
     /// Waits for an RCU grace period: returns once every online worker has
     /// passed a quiescent state (the start of a scheduler tick, or sleeping
-    /// in its driver) since the call, so that every read closure
-    /// ([`Rcu::read`](crate::Rcu::read)) that began before it has ended.
+    /// in its driver) since the call, so that every read closure on a
+    /// worker ([`Rcu::read`](crate::Rcu::read) and the others) that began
+    /// before it has ended. Readers off the workers are not covered: `Rcu`
+    /// counts those itself and its writers wait for them too.
     /// Nobody is stopped: busy workers go on with their tasks, idle and
     /// parked ones count at once without being woken, offline ones do not
     /// hold it up. The kernel's `synchronize_rcu` (the flavour whose

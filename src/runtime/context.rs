@@ -26,6 +26,8 @@ thread_local! {
     /// The runtime this thread is a worker of (null: none), for checks on
     /// read fast paths that cannot afford `CURRENT`'s borrow.
     static WORKER_OF: Cell<(*const Shared, usize)> = const { Cell::new((std::ptr::null(), 0)) };
+    /// `WORKER_OF` while the worker is quiescent ([`quiesce`]).
+    static QUIESCED: Cell<(*const Shared, usize)> = const { Cell::new((std::ptr::null(), 0)) };
     /// Inside a stop function that holds a
     /// [`StoppedWorld`](crate::StoppedWorld) ([`HOLDS_WORLD`]) or one
     /// worker's `WorkerLocal` slot mutably ([`HOLDS_SLOT`]).
@@ -39,6 +41,24 @@ pub(crate) fn set(local: Option<Rc<LocalWorker>>) {
     });
     WORKER_OF.with(|w| w.set(of));
     CURRENT.with(|c| *c.borrow_mut() = local);
+}
+
+/// The worker's thread is about to be counted quiescent (parked in its
+/// driver, offline): until [`unquiesce`], code that runs on it anyway (a
+/// waker called by tokio's driver or by a grace period) reads as an
+/// outside thread, not as the worker, so no read of it can be counted
+/// finished while still running.
+pub(crate) fn quiesce() {
+    let of = WORKER_OF.with(|w| w.replace((std::ptr::null(), 0)));
+    QUIESCED.with(|q| q.set(of));
+}
+
+/// The worker's thread is no longer quiescent: it reads as the worker again.
+pub(crate) fn unquiesce() {
+    let of = QUIESCED.with(|q| q.replace((std::ptr::null(), 0)));
+    if !of.0.is_null() {
+        WORKER_OF.with(|w| w.set(of));
+    }
 }
 
 /// Whether this thread is one of `shared`'s workers: one thread-local load.

@@ -24,18 +24,23 @@ use std::task::{Context, Poll};
 /// Builds the worker's tokio driver runtime with the park hooks that make
 /// the idle-claim handshake work.
 pub(crate) fn driver(shared: &Arc<Shared>, worker: &Arc<Worker>) -> std::io::Result<tokio::runtime::Runtime> {
-    let (on_park, grace) = (worker.clone(), shared.clone());
+    let (on_park, grace) = (worker.clone(), shared.grace.clone());
     let on_unpark = worker.clone();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .event_interval(shared.config.event_interval)
         .on_thread_park(move || {
             // Idle first, then the grace-period check: the Dekker pair of
-            // `rcu/grace.rs`.
+            // `rcu/grace.rs`. From here to the unpark the thread is not the
+            // worker for reads: wakers run meanwhile.
+            context::quiesce();
             on_park.before_park();
-            grace.grace.parking(on_park.index);
+            grace.parking(on_park.index);
         })
-        .on_thread_unpark(move || on_unpark.after_unpark())
+        .on_thread_unpark(move || {
+            on_unpark.after_unpark();
+            context::unquiesce();
+        })
         .build()
 }
 
@@ -71,6 +76,9 @@ pub(crate) fn run(shared: Arc<Shared>, worker: Arc<Worker>, rt: tokio::runtime::
         Err(payload) => Some(panic_message(&*payload)),
     };
     if let Some(why) = died {
+        // Stops go on without it from here: its tasks' drops must not read
+        // as the worker.
+        context::quiesce();
         tracing::error!(worker = worker.index, %why, "a stop-machine worker died");
         worker.set_death(why);
         worker.stopper.end(true);

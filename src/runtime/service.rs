@@ -70,17 +70,19 @@ pub(crate) fn run_works(worker: &Worker) {
 /// Offline, the worker is quiescent for grace periods (it reads nothing)
 /// until it comes back, and says so before it runs anything again.
 fn go_offline(shared: &Shared, worker: &Worker) {
-    let mut away = false;
     worker.blocking(|| {
         loop {
             run_works(worker);
             match worker.stopper.ack_offline() {
                 Life::Offline => {
-                    if !away {
-                        shared.grace.set_away(worker.index, true);
-                        away = true;
-                    }
+                    // Away only while it sleeps: the works it runs on waking
+                    // are reads like any other. The wakers `set_away` calls
+                    // run with the thread out of its worker identity.
+                    context::quiesce();
+                    shared.grace.set_away(worker.index, true);
                     std::thread::park();
+                    shared.grace.set_away(worker.index, false);
+                    context::unquiesce();
                 }
                 // Works arrived before the park took effect: run them first.
                 Life::GoingOffline => {}
@@ -88,9 +90,6 @@ fn go_offline(shared: &Shared, worker: &Worker) {
             }
         }
     });
-    if away {
-        shared.grace.set_away(worker.index, false);
-    }
 }
 
 /// Lets a stop that is waiting for this worker take it right here, inside a

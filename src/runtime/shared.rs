@@ -40,8 +40,11 @@ pub(crate) struct Shared {
     /// Whether late participants of a stop get their OS priority raised
     /// (asked for, and allowed on at least one worker).
     pub(crate) boosting: AtomicBool,
-    /// RCU grace periods (`synchronize`).
-    pub(crate) grace: GracePeriods,
+    /// RCU grace periods (`synchronize`). Its own `Arc`: the driver's park
+    /// hook holds it, and the driver lives as long as the worker's loop
+    /// waker, which the worker keeps, so holding `Shared` there would keep
+    /// the runtime (and the values waiting in `deferred`) alive forever.
+    pub(crate) grace: Arc<GracePeriods>,
     /// Values waiting for a grace period to be dropped (`defer`).
     pub(crate) deferred: Mutex<Batch>,
 }
@@ -49,7 +52,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
         let stats = Arc::new(Recorder::new(workers.len()));
-        let grace = GracePeriods::new(workers.len());
+        let grace = Arc::new(GracePeriods::new(workers.len()));
         Shared {
             workers: workers.into_boxed_slice(),
             stop_lock: Arc::new(StopLock::new()),

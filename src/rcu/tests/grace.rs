@@ -50,7 +50,7 @@ impl World {
     /// The writer: publish value 1, wait for a grace period, free value 0.
     fn publish(&self) {
         self.current.store(1, Ordering::SeqCst);
-        if let Some(key) = self.grace.open(|w| self.idle[w].load(Ordering::SeqCst)) {
+        if let Some(key) = self.grace.open(|w| self.idle[w].load(Ordering::SeqCst), |_| {}) {
             block_on(poll_fn(|cx| self.grace.poll(&key, cx.waker())));
         }
         self.values[0].update(|v| *v = 0);
