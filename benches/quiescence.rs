@@ -8,9 +8,16 @@
 //!   reference-count write and its release), and the floor, a plain load
 //!   through a reference; plus `Rcu::read` from a thread outside the
 //!   runtime (its counted slow path).
+//! - `read_contended`: the same reads while worker 1 reads the same cell
+//!   in a loop;
+//! - `counter`: a per-worker counter increment while worker 1 increments
+//!   too: `WorkerLocal`, a sharded padded `AtomicU64`, `thread_local!`, one
+//!   shared `AtomicU64`;
 //! - `grace`: `synchronize_blocking` against `stop_machine_blocking` (empty
 //!   function) from a thread outside a 2-worker runtime, with the workers
-//!   idle and with both busy yielding; and `defer` of 1,000 values until
+//!   idle, with both busy yielding, and with both reading an `Rcu` 1,000
+//!   times between yields (liburcu's QSBR scenario, `scripts/urcu-anchor`
+//!   is its C anchor); and `defer` of 1,000 values until
 //!   the last is dropped (per value).
 //!
 //! Run: `cargo bench --bench quiescence`.
@@ -150,6 +157,29 @@ fn grace(c: &mut Criterion) {
         start.elapsed()
     });
     busy.end(&rt);
+
+    // liburcu's QSBR scenario (scripts/urcu-anchor): both workers read an
+    // Rcu in a loop, 1,000 reads between yields (a tick each).
+    let cell = Arc::new(Rcu::new(&h, 1u64));
+    let readers = Background::start(&h, [0, 1], |done| {
+        let cell = cell.clone();
+        async move {
+            while !done.load(Ordering::Relaxed) {
+                for _ in 0..1_000 {
+                    black_box(cell.read(|v| *v));
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    g.bench("synchronize_readers_2w", |iters| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            h.synchronize_blocking();
+        }
+        start.elapsed()
+    });
+    readers.end(&rt);
     g.finish();
 
     // defer: 1,000 values, until the last one is dropped; per value.
@@ -174,5 +204,110 @@ fn grace(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, read, grace);
+/// The same reads on worker 0 while a task on worker 1 reads the same
+/// cell in a loop: what sharing a cache line between readers costs.
+fn read_contended(c: &mut Criterion) {
+    let rt = runtime_of(2);
+    let h = rt.handle().clone();
+    let mut g = Group::new(c, "read_contended", SAMPLES, READS);
+    let mut contended = |name: &str, read: Arc<dyn Fn() -> u64 + Send + Sync>| {
+        let other = read.clone();
+        let busy = Background::start(&h, [1], move |done| {
+            let other = other.clone();
+            async move {
+                while !done.load(Ordering::Relaxed) {
+                    for _ in 0..READS {
+                        black_box(other());
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        g.bench(name, |iters| {
+            let r = read.clone();
+            on_worker(&rt, iters, move || r())
+        });
+        busy.end(&rt);
+    };
+    let plain = Arc::new((1u64, 2u64));
+    contended("plain_ref", Arc::new(move || black_box(&*plain).0));
+    let rcu = Arc::new(Rcu::new(&h, (1u64, 2u64)));
+    contended("rcu_worker", Arc::new(move || rcu.read(|v: &Pair| v.0)));
+    let cell = StopCell::new(&h, (1u64, 2u64));
+    contended("stop_cell_worker", Arc::new(move || cell.read(|v| v.0)));
+    let swap = Arc::new(ArcSwap::from_pointee((1u64, 2u64)));
+    contended("arc_swap_load", Arc::new(move || swap.load().0));
+    let lock = Arc::new(RwLock::new((1u64, 2u64)));
+    contended("rwlock_read", Arc::new(move || lock.read().unwrap().0));
+    let arc = Arc::new((1u64, 2u64));
+    contended("arc_clone", Arc::new(move || Arc::clone(&arc).0));
+    g.finish();
+}
+
+/// A per-worker counter increment on worker 0 (worker 1 incrementing its
+/// own meanwhile): `WorkerLocal` against a sharded `AtomicU64` (one padded
+/// atomic per worker, `fetch_add`), a `thread_local!` cell, and one shared
+/// `AtomicU64`.
+fn counters(c: &mut Criterion) {
+    use crossbeam_utils::CachePadded;
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicU64;
+    thread_local! {
+        static COUNT: Cell<u64> = const { Cell::new(0) };
+    }
+    let rt = runtime_of(2);
+    let h = rt.handle().clone();
+    let mut g = Group::new(c, "counter", SAMPLES, READS);
+    let mut both = |name: &str, bump: Arc<dyn Fn() -> u64 + Send + Sync>| {
+        let other = bump.clone();
+        let busy = Background::start(&h, [1], move |done| {
+            let other = other.clone();
+            async move {
+                while !done.load(Ordering::Relaxed) {
+                    for _ in 0..READS {
+                        black_box(other());
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        g.bench(name, |iters| {
+            let b = bump.clone();
+            on_worker(&rt, iters, move || b())
+        });
+        busy.end(&rt);
+    };
+    let local = Arc::new(WorkerLocal::new(&h, |_| Cell::new(0u64)));
+    both(
+        "worker_local",
+        Arc::new(move || {
+            local.with(|c| {
+                c.set(c.get() + 1);
+                c.get()
+            })
+        }),
+    );
+    let sharded: Arc<Vec<CachePadded<AtomicU64>>> = Arc::new((0..2).map(|_| CachePadded::new(AtomicU64::new(0))).collect());
+    both(
+        "sharded_atomic",
+        Arc::new(move || {
+            let w = stop_machine::current_worker().unwrap_or(0);
+            sharded[w].fetch_add(1, Ordering::Relaxed)
+        }),
+    );
+    both(
+        "thread_local",
+        Arc::new(|| {
+            COUNT.with(|c| {
+                c.set(c.get() + 1);
+                c.get()
+            })
+        }),
+    );
+    let shared = Arc::new(AtomicU64::new(0));
+    both("shared_atomic", Arc::new(move || shared.fetch_add(1, Ordering::Relaxed)));
+    g.finish();
+}
+
+criterion_group!(benches, read, read_contended, counters, grace);
 criterion_main!(benches);

@@ -12,13 +12,14 @@
 //! ADD <x> <y>   ->  v<version> <handler> <a> <b> <checksum> <sum>
 //! ```
 //!
-//! The patch is a series of *plain, non-atomic writes* to a `static`, and
-//! the request handler reads it with no lock and no atomic. That is sound
-//! only because of where each side runs:
+//! The state lives in a [`stop_machine::StopCell`]: the patch is a series
+//! of *plain, non-atomic writes*, and the request handler reads it with no
+//! lock and no atomic. The cell makes that sound by where each side runs:
 //!
-//! * the writes happen inside the function given to `stop_machine`, which
-//!   runs on one worker while every other worker waits in its stopper: no
-//!   task is being polled anywhere, so nobody can be reading;
+//! * the writes happen inside `StopCell::patch_blocking`'s function, a
+//!   `stop_machine_once`, which runs on one worker while every other worker
+//!   waits in its stopper: no task is being polled anywhere, so nobody can
+//!   be reading;
 //! * the reads happen inside a task's poll, in a synchronous closure, so a
 //!   read never spans an `.await` and can never be interrupted by a stop
 //!   (a stop only begins between two polls, on every worker);
@@ -36,68 +37,19 @@
 //! cargo run --release --example hot_patch -- --duration 10 --clients 32 --patch-ms 50
 //! ```
 
-use std::cell::UnsafeCell;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use stop_machine::{Handle, Runtime};
+use stop_machine::{Handle, Runtime, StopCell};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 // ---------------------------------------------------------------------------
 // The patchable state.
 // ---------------------------------------------------------------------------
-
-/// A value that tasks read without synchronization and that only a
-/// `stop_machine` function writes.
-struct StopCell<T>(UnsafeCell<T>);
-
-// SAFETY: the cell is only reached through `read` and `write`, whose
-// contracts keep every access apart in time: `write` runs only inside a
-// stop_machine function on its single active worker, while every other
-// worker waits in its stopper and no task runs anywhere; `read` runs only
-// inside a task's poll, for a synchronous closure, so its borrow ends before
-// the task can yield and let a stop begin. The stop's handshake orders each
-// write before every later poll on every worker. `T: Send` because the
-// writing worker is any worker; `T: Sync` because readers on several workers
-// share `&T` at once.
-unsafe impl<T: Send + Sync> Sync for StopCell<T> {}
-
-impl<T> StopCell<T> {
-    const fn new(value: T) -> StopCell<T> {
-        StopCell(UnsafeCell::new(value))
-    }
-
-    /// Runs `f` on the value.
-    ///
-    /// # Safety
-    ///
-    /// Call only from a task of the runtime (never from another thread or a
-    /// stop function), and do not start a stop inside `f`.
-    unsafe fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        // SAFETY: the caller is a task being polled, so no stop function (the
-        // only writer) runs now: a stop waits for every worker to finish its
-        // current poll. `f` is synchronous and starts no stop, so the borrow
-        // ends before this poll does.
-        f(unsafe { &*self.0.get() })
-    }
-
-    /// Runs `f` on the value, mutably.
-    ///
-    /// # Safety
-    ///
-    /// Call only from the function of a `stop_machine` that has a single
-    /// active worker.
-    unsafe fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: the caller is the only stop function running, and every
-        // other worker waits in its stopper: no task is mid-poll, so no
-        // `read` borrow is alive and nothing else touches the value.
-        f(unsafe { &mut *self.0.get() })
-    }
-}
 
 /// The handler table: what a patch swaps.
 #[derive(Clone, Copy)]
@@ -225,8 +177,14 @@ impl Live {
     }
 }
 
-/// The live handler table and config.
-static LIVE: StopCell<Live> = StopCell::new(Live::for_version(1));
+/// The live handler table and config: read on every request with no lock
+/// and no atomic, written only in a stopped world. Set once, by `main`,
+/// since a `StopCell` belongs to a runtime.
+static LIVE: OnceLock<StopCell<Live>> = OnceLock::new();
+
+fn live() -> &'static StopCell<Live> {
+    LIVE.get().expect("main sets LIVE before serving")
+}
 
 // ---------------------------------------------------------------------------
 // The protocol.
@@ -360,9 +318,8 @@ async fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
     let mut reply = String::new();
     while let Some(line) = lines.next_line().await? {
         reply.clear();
-        // SAFETY: this is a task of the runtime; the closure is synchronous
-        // (the read cannot span an .await) and starts no stop.
-        unsafe { LIVE.read(|live| respond(live, &line, &mut reply)) };
+        // The closure is synchronous: the read cannot span an .await.
+        live().read(|live| respond(live, &line, &mut reply));
         writer.write_all(reply.as_bytes()).await?;
     }
     Ok(())
@@ -374,20 +331,15 @@ async fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
 
 /// Patches to the next version every `every` until `stop`; records each
 /// pause. Returns the last version.
-fn patcher(handle: Handle, every: Duration, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> u64 {
+fn patcher(every: Duration, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> u64 {
     let mut version = 1;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(every);
         let next = version + 1;
         let start = Instant::now();
-        let patched = handle.stop_machine_blocking(
-            move |_| {
-                // SAFETY: this is stop_machine's function, and `active` is
-                // `None`: it runs on one worker while all others are stopped.
-                unsafe { LIVE.write(|live| live.patch(next)) }
-            },
-            None,
-        );
+        // One writer in a stopped world (`stop_machine_once`); `patch`
+        // writes field by field, and no reader can see it half done.
+        let patched = live().patch_blocking(move |live| live.patch(next));
         let pause = start.elapsed();
         match patched {
             Ok(previous) => {
@@ -575,6 +527,10 @@ fn main() -> ExitCode {
         builder.workers(n);
     }
     let rt = builder.build().expect("server runtime");
+    assert!(
+        LIVE.set(StopCell::new(rt.handle(), Live::for_version(1))).is_ok(),
+        "LIVE is set once"
+    );
     let addr = start_server(&rt).expect("bind 127.0.0.1");
     let workers = rt.handle().num_workers();
     println!(
@@ -585,15 +541,10 @@ fn main() -> ExitCode {
     let stats = Arc::new(Stats::default());
     let stop_patching = Arc::new(AtomicBool::new(false));
     let patcher = {
-        let (h, s, stop, every) = (
-            rt.handle().clone(),
-            stats.clone(),
-            stop_patching.clone(),
-            args.patch_every,
-        );
+        let (s, stop, every) = (stats.clone(), stop_patching.clone(), args.patch_every);
         std::thread::Builder::new()
             .name("patcher".into())
-            .spawn(move || patcher(h, every, s, stop))
+            .spawn(move || patcher(every, s, stop))
             .expect("patcher thread")
     };
 

@@ -430,7 +430,9 @@ where
 /// assert_eq!(rt.block_on(async { stop_machine::current_worker() }), Some(0));
 /// ```
 pub fn current_worker() -> Option<usize> {
-    context::current().map(|(_, i)| i)
+    // No `Arc` clone: a shared reference-count write per call would make
+    // this the slowest part of a sharded counter.
+    context::with(|l| l.map(|l| l.worker.index))
 }
 
 /// What a worker's stopper is doing: the kernel's `print_stop_info`.

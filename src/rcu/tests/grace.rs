@@ -123,3 +123,51 @@ fn model_grace_period_offline_worker() {
         hotplugged.join().unwrap();
     });
 }
+
+/// With the production idle handshake (`IdleState`): worker 0 reads,
+/// parks (PARKED, then the park-time check), may be claimed by a stop and
+/// released, wakes (`after_unpark`, then the wake fence) and reads again,
+/// while a writer publishes and a stop claims and releases it. A claimed
+/// worker counts as idle for the grace period, and its reads after the
+/// claim see the new value.
+#[test]
+fn model_grace_period_worker_claimed_by_a_stop() {
+    use crate::runtime::idle::IdleState;
+    model(3, || {
+        let world = World::new();
+        let idle = Arc::new(IdleState::new());
+        let worker = {
+            let (world, idle) = (world.clone(), idle.clone());
+            thread::spawn(move || {
+                world.read();
+                idle.before_park();
+                world.grace.parking(0);
+                idle.after_unpark(thread::yield_now);
+                GracePeriods::woken();
+                world.read();
+                // Back to sleep in its driver for good.
+                idle.before_park();
+                world.grace.parking(0);
+            })
+        };
+        let stop = {
+            let idle = idle.clone();
+            thread::spawn(move || {
+                if idle.try_claim() {
+                    idle.release();
+                }
+            })
+        };
+        // Worker 1 is idle throughout; the writer's idle check for worker 0
+        // is the production one.
+        world.idle[1].store(true, Ordering::SeqCst);
+        world.current.store(1, Ordering::SeqCst);
+        let is_idle = |w: usize| if w == 0 { idle.is_idle() } else { world.idle[1].load(Ordering::SeqCst) };
+        if let Some(key) = world.grace.open(is_idle, |_| {}) {
+            block_on(poll_fn(|cx| world.grace.poll(&key, cx.waker())));
+        }
+        world.values[0].update(|v| *v = 0);
+        worker.join().unwrap();
+        stop.join().unwrap();
+    });
+}
