@@ -287,7 +287,8 @@ fn counters(c: &mut Criterion) {
             })
         }),
     );
-    let sharded: Arc<Vec<CachePadded<AtomicU64>>> = Arc::new((0..2).map(|_| CachePadded::new(AtomicU64::new(0))).collect());
+    let sharded: Arc<Vec<CachePadded<AtomicU64>>> =
+        Arc::new((0..2).map(|_| CachePadded::new(AtomicU64::new(0))).collect());
     both(
         "sharded_atomic",
         Arc::new(move || {
@@ -305,7 +306,10 @@ fn counters(c: &mut Criterion) {
         }),
     );
     let shared = Arc::new(AtomicU64::new(0));
-    both("shared_atomic", Arc::new(move || shared.fetch_add(1, Ordering::Relaxed)));
+    both(
+        "shared_atomic",
+        Arc::new(move || shared.fetch_add(1, Ordering::Relaxed)),
+    );
     g.finish();
 }
 

@@ -162,7 +162,13 @@ fn model_grace_period_worker_claimed_by_a_stop() {
         // is the production one.
         world.idle[1].store(true, Ordering::SeqCst);
         world.current.store(1, Ordering::SeqCst);
-        let is_idle = |w: usize| if w == 0 { idle.is_idle() } else { world.idle[1].load(Ordering::SeqCst) };
+        let is_idle = |w: usize| {
+            if w == 0 {
+                idle.is_idle()
+            } else {
+                world.idle[1].load(Ordering::SeqCst)
+            }
+        };
         if let Some(key) = world.grace.open(is_idle, |_| {}) {
             block_on(poll_fn(|cx| world.grace.poll(&key, cx.waker())));
         }
