@@ -204,31 +204,38 @@ fn grace(c: &mut Criterion) {
     g.finish();
 }
 
+/// One operation of the contended benchmarks.
+type Op = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Benchmarks `op` on worker 0 while a task on worker 1 runs the same `op`
+/// in a loop (yielding every [`READS`]).
+fn beside_worker1(g: &mut Group<'_>, rt: &stop_machine::Runtime, name: &str, op: Op) {
+    let other = op.clone();
+    let busy = Background::start(rt.handle(), [1], move |done| {
+        let other = other.clone();
+        async move {
+            while !done.load(Ordering::Relaxed) {
+                for _ in 0..READS {
+                    black_box(other());
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    g.bench(name, |iters| {
+        let op = op.clone();
+        on_worker(rt, iters, move || op())
+    });
+    busy.end(rt);
+}
+
 /// The same reads on worker 0 while a task on worker 1 reads the same
 /// cell in a loop: what sharing a cache line between readers costs.
 fn read_contended(c: &mut Criterion) {
     let rt = runtime_of(2);
     let h = rt.handle().clone();
     let mut g = Group::new(c, "read_contended", SAMPLES, READS);
-    let mut contended = |name: &str, read: Arc<dyn Fn() -> u64 + Send + Sync>| {
-        let other = read.clone();
-        let busy = Background::start(&h, [1], move |done| {
-            let other = other.clone();
-            async move {
-                while !done.load(Ordering::Relaxed) {
-                    for _ in 0..READS {
-                        black_box(other());
-                    }
-                    tokio::task::yield_now().await;
-                }
-            }
-        });
-        g.bench(name, |iters| {
-            let r = read.clone();
-            on_worker(&rt, iters, move || r())
-        });
-        busy.end(&rt);
-    };
+    let mut contended = |name: &str, read: Op| beside_worker1(&mut g, &rt, name, read);
     let plain = Arc::new((1u64, 2u64));
     contended("plain_ref", Arc::new(move || black_box(&*plain).0));
     let rcu = Arc::new(Rcu::new(&h, (1u64, 2u64)));
@@ -258,25 +265,7 @@ fn counters(c: &mut Criterion) {
     let rt = runtime_of(2);
     let h = rt.handle().clone();
     let mut g = Group::new(c, "counter", SAMPLES, READS);
-    let mut both = |name: &str, bump: Arc<dyn Fn() -> u64 + Send + Sync>| {
-        let other = bump.clone();
-        let busy = Background::start(&h, [1], move |done| {
-            let other = other.clone();
-            async move {
-                while !done.load(Ordering::Relaxed) {
-                    for _ in 0..READS {
-                        black_box(other());
-                    }
-                    tokio::task::yield_now().await;
-                }
-            }
-        });
-        g.bench(name, |iters| {
-            let b = bump.clone();
-            on_worker(&rt, iters, move || b())
-        });
-        busy.end(&rt);
-    };
+    let mut both = |name: &str, bump: Op| beside_worker1(&mut g, &rt, name, bump);
     let local = Arc::new(WorkerLocal::new(&h, |_| Cell::new(0u64)));
     both(
         "worker_local",
