@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--naive-accept POLICY] [--reuseport] [--out PATH]
+usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--naive-accept POLICY] [--reuseport] [--grace] [--out PATH]
 
 Serves HTTP/1.1 GET on 127.0.0.1:P (0: any free port; the address is printed
 as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
@@ -21,7 +21,10 @@ as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
                 one writes with `tokio::spawn`, under that SpawnPolicy;
                 --reuseport: one SO_REUSEPORT listener per worker
                 (`Handle::serve_per_worker`), each accept loop calling
-                `stop_machine::spawn` (it stays on its worker)
+                `stop_machine::spawn` (it stays on its worker);
+                --grace: every MS milliseconds the task waits for a grace
+                period (`Handle::synchronize`) instead of patching under a
+                stop; the \"stop\" figures are then its wait
   tokio         the same service on a tokio multi_thread runtime of N worker
                 threads (default: one per CPU), no stops
 
@@ -62,6 +65,8 @@ pub struct Args {
     /// One `SO_REUSEPORT` listener per worker (`Handle::serve_per_worker`),
     /// each accept loop spawning its connections locally.
     pub reuseport: bool,
+    /// The patcher waits for a grace period instead of stopping the world.
+    pub grace: bool,
     pub out: Option<PathBuf>,
 }
 
@@ -83,6 +88,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut pin = true;
     let mut naive_accept = None;
     let mut reuseport = false;
+    let mut grace = false;
     let mut out = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -104,6 +110,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 })
             }
             "--reuseport" => reuseport = true,
+            "--grace" => grace = true,
             "--out" => out = Some(PathBuf::from(value(&arg)?)),
             // cargo bench passes --bench to every harness = false binary.
             "--bench" => {}
@@ -123,6 +130,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         pin,
         naive_accept,
         reuseport,
+        grace,
         out,
     }))
 }

@@ -96,3 +96,26 @@ pub async fn run(h: Handle, every: Duration, recorder: &Recorder) {
         }
     }
 }
+
+/// Instead of patching: a grace period (`h.synchronize()`) every `every`,
+/// recorded as a stop whose whole time is "request to stopped" (nobody
+/// stops; the figure is how long the caller waits), for issue 13's
+/// `synchronize` under load.
+pub async fn run_grace(h: Handle, every: Duration, recorder: &Recorder) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let called = Instant::now();
+        h.synchronize().await;
+        let total = ns(called.elapsed());
+        let mut stops = recorder.stops.lock().unwrap();
+        stops.at_unix_ns.push(ns(at));
+        stops.request_to_stopped_ns.push(total);
+        stops.stopped_ns.push(0);
+        stops.resume_ns.push(0);
+        stops.total_ns.push(total);
+    }
+}

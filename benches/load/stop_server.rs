@@ -64,7 +64,14 @@ fn finish(runtime: Runtime, addr: SocketAddr, args: &Args) -> Server {
     let recorder = Arc::new(patcher::Recorder::default());
     if let Some(every) = args.patch_every {
         let (h2, r) = (h.clone(), recorder.clone());
-        h.spawn_on(0, async move { patcher::run(h2, every, &r).await });
+        let grace = args.grace;
+        h.spawn_on(0, async move {
+            if grace {
+                patcher::run_grace(h2, every, &r).await
+            } else {
+                patcher::run(h2, every, &r).await
+            }
+        });
     }
     Server {
         addr,

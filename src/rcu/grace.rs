@@ -19,8 +19,11 @@
 //! | `inner.away[w]` (offline or exited) | worker `w` alone | the waiter opening a period |
 //! | a worker's idle flag ([`IdleState`](crate::runtime::idle)) | worker `w` | the waiter opening a period |
 //!
-//! Who wakes whom: the waiter opening a period notifies every worker still
-//! left (so that a loop waiting while tokio runs other tasks ticks soon);
+//! Who wakes whom: the waiter opening a period asks every worker still
+//! left for a quiescent state at its next poll boundary (the stopper's
+//! `QUIESCE` bit, which the loop already loads before every poll, so the
+//! fast path gains nothing) and notifies it (so that a loop waiting while
+//! tokio runs other tasks runs soon);
 //! the worker whose quiescent state clears a period's last bit wakes its
 //! waiter (after releasing the lock).
 //!

@@ -29,7 +29,11 @@ impl Future for Synchronize {
         if let State::Start = this.state {
             let shared = &this.shared;
             let idle = |w: usize| shared.workers[w].is_idle();
-            let notify = |w: usize| shared.workers[w].notify();
+            // At its next poll boundary, not just its next tick.
+            let notify = |w: usize| {
+                shared.workers[w].stopper.request_quiescent();
+                shared.workers[w].notify();
+            };
             this.state = match shared.grace.open(idle, notify) {
                 Some(key) => State::Open(key),
                 None => State::Done,

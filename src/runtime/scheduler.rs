@@ -11,6 +11,7 @@ use super::service::{self, Flow};
 use super::shared::Shared;
 use super::worker::Worker;
 use crate::error::panic_message;
+use crate::stop::stopper::QUIESCE;
 use crate::sync::Arc;
 use crate::sync::atomic::Ordering;
 use std::cell::{Cell, RefCell};
@@ -134,9 +135,15 @@ impl WorkerLoop {
         worker.take_remote(&mut local.queue.borrow_mut());
         let mut polls = 0;
         loop {
-            if worker.stopper.pending() != 0 {
+            let pending = worker.stopper.pending();
+            if pending != 0 {
                 worker.set_polling(None);
-                if service::serve(&local.shared, worker) == Flow::Exit {
+                // Between two polls no read closure runs here: a grace
+                // period waiting for this worker need not wait for the tick.
+                if pending & QUIESCE != 0 && worker.stopper.take_quiescent() {
+                    local.shared.grace.quiescent(worker.index);
+                }
+                if pending & !QUIESCE != 0 && service::serve(&local.shared, worker) == Flow::Exit {
                     shut_down(worker, local);
                     return Poll::Ready(());
                 }

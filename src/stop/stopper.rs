@@ -27,7 +27,7 @@
 //! |---|---|---|---|
 //! | `inner.life`, `inner.works`, `inner.offline_waiters` | callers (queue, park, unpark, shutdown), the worker (pop, ack, exit, death) | `inner` | everyone, under `inner` |
 //! | `life` (mirror of `inner.life`) | whoever changes `inner.life`, before unlocking | `inner` | anyone, lock-free (`is_online`) |
-//! | `pending` (bits derived from `inner`) | whoever changes `inner`, before unlocking | `inner` | the worker, before every task poll (one load) |
+//! | `pending` (bits derived from `inner`, plus `QUIESCE`) | whoever changes `inner`, before unlocking; `QUIESCE`: a grace period's waiter (set), the worker (clear) | `inner` (`QUIESCE`: none, an atomic RMW) | the worker, before every task poll (one load) |
 //! | `running` | the worker | `running` | `stopper_info` |
 //!
 //! `pending` is recomputed from the state at every change, never set or
@@ -50,6 +50,11 @@ pub(crate) const WORK: u8 = 1;
 pub(crate) const HOTPLUG: u8 = 2;
 /// The worker is asked to exit.
 pub(crate) const SHUTDOWN: u8 = 4;
+/// A grace period waits for this worker: it reports a quiescent state at
+/// its next poll boundary. Not derived from `inner`: set and cleared on its
+/// own ([`Stopper::request_quiescent`], [`Stopper::take_quiescent`]), and
+/// kept by [`publish`](Stopper::publish).
+pub(crate) const QUIESCE: u8 = 8;
 
 /// Where a worker is in its life; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +190,23 @@ impl Stopper {
             _ => {}
         }
         self.life.store(inner.life as u8, Ordering::Release);
-        self.pending.store(bits, Ordering::SeqCst);
+        let _ = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
+                Some(bits | (old & QUIESCE))
+            });
+    }
+
+    /// Asks the worker to report a quiescent state at its next poll
+    /// boundary (a grace period waits for it); the caller notifies it.
+    pub(crate) fn request_quiescent(&self) {
+        self.pending.fetch_or(QUIESCE, Ordering::SeqCst);
+    }
+
+    /// The worker, at a poll boundary: whether a quiescent state was asked
+    /// for, clearing the request.
+    pub(crate) fn take_quiescent(&self) -> bool {
+        self.pending.fetch_and(!QUIESCE, Ordering::SeqCst) & QUIESCE != 0
     }
 
     /// Queues `work` if the worker is online; the caller wakes the worker.
