@@ -1,6 +1,7 @@
 //! `synchronize`: the RCU grace period as a future, and its blocking form.
 
 use super::grace::PeriodKey;
+use crate::rcu::read_section;
 use crate::runtime::context;
 use crate::runtime::handle::Handle;
 use crate::runtime::shared::Shared;
@@ -28,7 +29,12 @@ impl Future for Synchronize {
         let this = &mut *self;
         if let State::Start = this.state {
             let shared = &this.shared;
-            let idle = |w: usize| shared.workers[w].is_idle();
+            // The caller's own worker is quiescent right now, unless this
+            // poll runs inside a read closure (a nested `block_on`): the
+            // kernel's "a CPU calling synchronize_rcu is in a quiescent
+            // state". It then need not wait for that worker's next poll.
+            let here = context::worker_index_of(shared).filter(|_| !read_section::reading());
+            let idle = |w: usize| Some(w) == here || shared.workers[w].is_idle();
             // At its next poll boundary, not just its next tick.
             let notify = |w: usize| {
                 shared.workers[w].stopper.request_quiescent();
@@ -75,7 +81,8 @@ impl Handle {
     /// section does in the kernel.
     ///
     /// CONTEXT: any task, of this runtime or another; it does not block. A
-    /// task of this runtime waits for its own worker's next tick too.
+    /// task of this runtime counts its own worker as quiescent at once (it
+    /// is between read closures), as a CPU calling `synchronize_rcu` is.
     ///
     /// # Examples
     ///
