@@ -49,11 +49,33 @@ impl World {
 
     /// The writer: publish value 1, wait for a grace period, free value 0.
     fn publish(&self) {
+        self.publish_with(|w| self.idle[w].load(Ordering::SeqCst));
+    }
+
+    /// `publish`, with `is_idle` as the period's idle check.
+    fn publish_with(&self, is_idle: impl Fn(usize) -> bool) {
         self.current.store(1, Ordering::SeqCst);
-        if let Some(key) = self.grace.open(|w| self.idle[w].load(Ordering::SeqCst), |_| {}) {
+        if let Some(key) = self.grace.open(is_idle, |_| {}) {
             block_on(poll_fn(|cx| self.grace.poll(&key, cx.waker())));
         }
         self.values[0].update(|v| *v = 0);
+    }
+
+    /// Runs `worker0` and `worker1` on their own threads while this thread
+    /// publishes, then joins them.
+    fn race(
+        self: &Arc<World>,
+        worker0: impl FnOnce(&World) + Send + 'static,
+        worker1: impl FnOnce(&World) + Send + 'static,
+    ) {
+        let spawn = |f: Box<dyn FnOnce(&World) + Send>| {
+            let world = self.clone();
+            thread::spawn(move || f(&world))
+        };
+        let (a, b) = (spawn(Box::new(worker0)), spawn(Box::new(worker1)));
+        self.publish();
+        a.join().unwrap();
+        b.join().unwrap();
     }
 }
 
@@ -64,19 +86,14 @@ impl World {
 #[test]
 fn model_grace_period_busy_and_idle_workers() {
     model(3, || {
-        let world = World::new();
-        let busy = {
-            let world = world.clone();
-            thread::spawn(move || {
+        World::new().race(
+            |world| {
                 world.read();
                 world.grace.quiescent(0);
                 world.read();
                 world.sleep(0);
-            })
-        };
-        let sleeper = {
-            let world = world.clone();
-            thread::spawn(move || {
+            },
+            |world| {
                 world.read();
                 world.idle[1].store(true, Ordering::SeqCst);
                 world.grace.parking(1);
@@ -86,11 +103,8 @@ fn model_grace_period_busy_and_idle_workers() {
                 GracePeriods::woken();
                 world.read();
                 world.sleep(1);
-            })
-        };
-        world.publish();
-        busy.join().unwrap();
-        sleeper.join().unwrap();
+            },
+        );
     });
 }
 
@@ -100,27 +114,19 @@ fn model_grace_period_busy_and_idle_workers() {
 #[test]
 fn model_grace_period_offline_worker() {
     model(3, || {
-        let world = World::new();
-        let busy = {
-            let world = world.clone();
-            thread::spawn(move || {
+        World::new().race(
+            |world| {
                 world.read();
                 world.sleep(0);
-            })
-        };
-        let hotplugged = {
-            let world = world.clone();
-            thread::spawn(move || {
+            },
+            |world| {
                 world.read();
                 world.grace.set_away(1, true);
                 world.grace.set_away(1, false);
                 world.read();
                 world.sleep(1);
-            })
-        };
-        world.publish();
-        busy.join().unwrap();
-        hotplugged.join().unwrap();
+            },
+        );
     });
 }
 
@@ -161,18 +167,13 @@ fn model_grace_period_worker_claimed_by_a_stop() {
         // Worker 1 is idle throughout; the writer's idle check for worker 0
         // is the production one.
         world.idle[1].store(true, Ordering::SeqCst);
-        world.current.store(1, Ordering::SeqCst);
-        let is_idle = |w: usize| {
+        world.publish_with(|w| {
             if w == 0 {
                 idle.is_idle()
             } else {
                 world.idle[1].load(Ordering::SeqCst)
             }
-        };
-        if let Some(key) = world.grace.open(is_idle, |_| {}) {
-            block_on(poll_fn(|cx| world.grace.poll(&key, cx.waker())));
-        }
-        world.values[0].update(|v| *v = 0);
+        });
         worker.join().unwrap();
         stop.join().unwrap();
     });
