@@ -186,6 +186,28 @@ fn join_handle_abort_panic_and_detach() {
     });
 }
 
+/// An abort that lands while the worker is taking the task off its queue
+/// (after the worker looked at the flag, before the poll began) must still
+/// cancel it: the wake that carries the abort finds the task already
+/// scheduled and adds nothing, so the poll itself has to see the flag.
+#[test]
+fn an_abort_racing_the_first_poll_still_cancels() {
+    watchdog("abort_race", || {
+        let rt = runtime(2);
+        let h = rt.handle().clone();
+        for i in 0..20_000u32 {
+            let task = h.spawn_on(1, std::future::pending::<()>());
+            // Vary where the abort lands against the worker's pop.
+            for _ in 0..(i % 64) {
+                std::hint::spin_loop();
+            }
+            task.abort();
+            let err = rt.block_on(task).unwrap_err();
+            assert!(err.is_cancelled(), "iteration {i}: {err:?}");
+        }
+    });
+}
+
 #[test]
 fn spawn_local_runs_non_send_futures() {
     watchdog("spawn_local", || {

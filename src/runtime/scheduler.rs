@@ -166,12 +166,7 @@ impl WorkerLoop {
                     return Poll::Pending;
                 }
             };
-            if runnable.metadata().is_aborted() {
-                // Dropping the runnable cancels the task: its handle resolves
-                // to a cancelled JoinError.
-                drop(runnable);
-                continue;
-            }
+            // An aborted task ends itself when run (see `task::Guarded`).
             worker.set_polling(Some(runnable.metadata()));
             runnable.run();
             polls += 1;

@@ -8,6 +8,10 @@
 //! by the task's [`JoinHandle`]; a panic while dropping the output of a
 //! detached task is caught and logged. async-task itself aborts the process
 //! on any of those, so none may reach it.
+//!
+//! An abort ([`JoinHandle::abort`]) sets the task's flag, then wakes it;
+//! the task observes the flag at its next poll and ends cancelled without
+//! polling its future again.
 
 mod info;
 mod join;
@@ -77,6 +81,14 @@ impl<F: Future> Future for Guarded<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let id = self.id;
+        // SAFETY: see `InfoRef`: the info is alive while its future is.
+        let info = unsafe { self.info.0.as_ref() };
+        // Checked here, inside the poll, and not when the scheduler pops the
+        // task: an abort that lands after the pop finds the task already
+        // scheduled, so its wake is a no-op and only this check sees it.
+        if info.is_aborted() {
+            return Poll::Ready(Err(JoinError::cancelled(id)));
+        }
         // SAFETY: `fut` is structurally pinned: it is never moved out of the
         // pinned `Guarded`, and is dropped in place by `Guarded`'s drop.
         let fut = unsafe { self.map_unchecked_mut(|g| &mut *g.fut) };
