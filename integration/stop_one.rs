@@ -38,6 +38,63 @@ fn runs_before_tasks_already_queued() {
 }
 
 #[test]
+fn the_caller_resumes_ahead_of_its_workers_queue() {
+    use std::sync::atomic::AtomicBool;
+    watchdog("resume_first", || {
+        let rt = runtime(2);
+        let order = rt.block_on(async {
+            stop_machine::spawn_on(0, async {
+                let order = Arc::new(Mutex::new(Vec::new()));
+                let (f_done, f_ended) = tokio::sync::oneshot::channel::<()>();
+                let after_stop = Arc::new(AtomicBool::new(false));
+                // On worker 1, woken by `f`: polled once the stop work, and
+                // with it the caller's wake, is over.
+                let a = after_stop.clone();
+                let witness = stop_machine::spawn_on(1, async move {
+                    f_ended.await.unwrap();
+                    a.store(true, Ordering::SeqCst);
+                });
+                // Queued behind this task on worker 0. The first holds the
+                // worker until the caller has been woken, so the others are
+                // all still queued when the wake arrives.
+                let tasks: Vec<_> = (0..10)
+                    .map(|i| {
+                        let (o, a) = (order.clone(), after_stop.clone());
+                        stop_machine::spawn(async move {
+                            while i == 0 && !a.load(Ordering::SeqCst) {
+                                std::hint::spin_loop();
+                            }
+                            o.lock().unwrap().push(format!("task{i}"));
+                        })
+                    })
+                    .collect();
+                stop_machine::stop_one_cpu(1, move || f_done.send(()).unwrap())
+                    .await
+                    .unwrap();
+                order.lock().unwrap().push("caller".into());
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                witness.await.unwrap();
+                Arc::try_unwrap(order).unwrap().into_inner().unwrap()
+            })
+            .await
+            .unwrap()
+        });
+        // The stop may even end before task0 starts; either way the caller
+        // runs before the nine tasks still queued when it was woken.
+        let mut tasks: Vec<String> = (0..10).map(|i| format!("task{i}")).collect();
+        let caller_at = order.iter().position(|e| e == "caller");
+        assert!(
+            caller_at <= Some(1),
+            "the caller resumed behind its worker's queue: {order:?}"
+        );
+        tasks.insert(caller_at.unwrap(), "caller".into());
+        assert_eq!(order, tasks);
+    });
+}
+
+#[test]
 fn busy_worker_stops_at_the_next_poll_boundary() {
     watchdog("busy", || {
         let rt = runtime(2);

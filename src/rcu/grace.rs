@@ -25,7 +25,8 @@
 //! fast path gains nothing) and notifies it (so that a loop waiting while
 //! tokio runs other tasks runs soon);
 //! the worker whose quiescent state clears a period's last bit wakes its
-//! waiter (after releasing the lock).
+//! waiter (after releasing the lock), ahead of the tasks queued on the
+//! waiter's worker ([`context::wake_first`]).
 //!
 //! Wakers run on a worker's thread at its quiescent points (and tokio's
 //! driver runs them while the worker is marked idle); user code in a waker
@@ -46,6 +47,7 @@
 //! flag still set), so those reads see the swap. `away` needs none of
 //! this: it is only read and written under `inner`'s lock.
 
+use crate::runtime::context;
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::task::{Poll, Waker};
@@ -208,12 +210,12 @@ impl GracePeriods {
             }
             self.pass_all(&mut inner, w)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_iter().for_each(context::wake_first);
     }
 
     fn pass(&self, w: usize) {
         let wakers = self.pass_all(&mut self.inner.lock(), w);
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_iter().for_each(context::wake_first);
     }
 
     /// Passes `w` in every open period; a period it ends stops counting in

@@ -9,6 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
 
 /// The worker-thread-only half of a worker: its local run queue.
 pub(crate) struct LocalWorker {
@@ -32,6 +33,9 @@ thread_local! {
     /// [`StoppedWorld`](crate::StoppedWorld) ([`HOLDS_WORLD`]) or one
     /// worker's `WorkerLocal` slot mutably ([`HOLDS_SLOT`]).
     static HOLDING: Cell<u8> = const { Cell::new(0) };
+    /// Set by [`wake_first`] around its wake: the next task scheduled from
+    /// this thread goes ahead of its worker's queue.
+    static WAKE_FIRST: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Makes the current thread a worker (or, with `None`, no longer one).
@@ -130,12 +134,34 @@ pub(crate) fn current_worker_of(shared: &Shared) -> Option<Arc<Worker>> {
     })
 }
 
+/// Wakes `waker`; if it is one of our tasks, the task runs before the
+/// others queued on its worker, and a worker busy with a tick takes it
+/// before its next poll rather than at the next tick. For a waiter whose
+/// wait has just ended (a grace period, a stop it did not take part in):
+/// as a stop's inline caller does, it resumes first, not behind every
+/// task its worker has queued meanwhile.
+pub(crate) fn wake_first(waker: Waker) {
+    WAKE_FIRST.with(|f| f.set(true));
+    waker.wake();
+    // A waker that scheduled nothing (the task was running, or is not
+    // ours) leaves the flag for no one else.
+    WAKE_FIRST.with(|f| f.set(false));
+}
+
 /// Where a task's waker sends it: the local queue when woken on its own
-/// worker's thread, the remote queue (and a wake-up) otherwise.
+/// worker's thread, the remote queue (and a wake-up) otherwise; ahead of
+/// either inside [`wake_first`].
 pub(crate) fn schedule(worker: &Arc<Worker>, runnable: Runnable<TaskInfo>) {
+    let first = WAKE_FIRST.try_with(|f| f.replace(false)).unwrap_or(false);
     let runnable = with(|local| match local {
         Some(local) if Arc::ptr_eq(&local.worker, worker) => {
-            local.queue.borrow_mut().push_back(runnable);
+            let mut queue = local.queue.borrow_mut();
+            if first {
+                queue.push_front(runnable);
+            } else {
+                queue.push_back(runnable);
+            }
+            drop(queue);
             if !local.in_tick.get() {
                 worker.notify();
             }
@@ -144,7 +170,7 @@ pub(crate) fn schedule(worker: &Arc<Worker>, runnable: Runnable<TaskInfo>) {
         _ => Some(runnable),
     });
     if let Some(runnable) = runnable {
-        worker.push_remote(runnable);
+        worker.push_remote(runnable, first);
     }
 }
 

@@ -11,7 +11,7 @@ use super::service::{self, Flow};
 use super::shared::Shared;
 use super::worker::Worker;
 use crate::error::panic_message;
-use crate::stop::stopper::QUIESCE;
+use crate::stop::stopper::{HINTS, QUIESCE, RESUME};
 use crate::sync::Arc;
 use crate::sync::atomic::Ordering;
 use std::cell::{Cell, RefCell};
@@ -143,7 +143,11 @@ impl WorkerLoop {
                 if pending & QUIESCE != 0 && worker.stopper.take_quiescent() {
                     local.shared.grace.quiescent(worker.index);
                 }
-                if pending & !QUIESCE != 0 && service::serve(&local.shared, worker) == Flow::Exit {
+                // A task woken to resume first runs next, not next tick.
+                if pending & RESUME != 0 && worker.stopper.take_resume() {
+                    worker.take_remote(&mut local.queue.borrow_mut());
+                }
+                if pending & !HINTS != 0 && service::serve(&local.shared, worker) == Flow::Exit {
                     shut_down(worker, local);
                     return Poll::Ready(());
                 }

@@ -30,7 +30,7 @@
 //! | group | written by | read by |
 //! |---|---|---|
 //! | `poll` (task id, location, poll count) | the worker, every poll | stops naming stragglers, `stopper_info` |
-//! | `inbox` (remote queue, its hint, `notified`) | any thread scheduling a task or notifying | the worker, every tick |
+//! | `inbox` (remote queue, its hint, `notified`) | any thread scheduling a task or notifying | the worker, every tick, and at its next poll boundary for a task to resume first (the stopper's `RESUME` bit) |
 //! | `stopper` | callers of stops and hotplug, the worker | the worker, before every poll |
 //! | `idle` | the worker (park/unpark), stops (claim/release) | both |
 
@@ -71,7 +71,7 @@ struct PollRecord {
 /// How other threads hand the worker tasks and wake it.
 #[derive(Debug)]
 struct Inbox {
-    remote: Mutex<VecDeque<Runnable<TaskInfo>>>,
+    remote: Mutex<RemoteQueue>,
     /// Whether `remote` may hold tasks: lets the scheduler skip the lock.
     remote_pending: AtomicBool,
     /// Set by whoever wakes the scheduler loop, cleared by the loop before
@@ -80,6 +80,14 @@ struct Inbox {
     /// The thread is blocked in a stop call or offline and must be
     /// unparked, not just notified, when work arrives.
     blocking: AtomicBool,
+}
+
+/// Tasks woken on other threads, for the worker to take.
+#[derive(Debug, Default)]
+struct RemoteQueue {
+    tasks: VecDeque<Runnable<TaskInfo>>,
+    /// How many at the front were woken to resume first.
+    first: usize,
 }
 
 /// The state of one worker shared with every other thread.
@@ -122,7 +130,7 @@ impl Worker {
                 seq: AtomicU64::new(0),
             }),
             inbox: CachePadded::new(Inbox {
-                remote: Mutex::new(VecDeque::new()),
+                remote: Mutex::new(RemoteQueue::default()),
                 remote_pending: AtomicBool::new(false),
                 notified: AtomicBool::new(false),
                 blocking: AtomicBool::new(false),
@@ -140,11 +148,22 @@ impl Worker {
     }
 
     /// Queues a task woken off the worker's thread, and wakes the worker.
-    pub(crate) fn push_remote(&self, runnable: Runnable<TaskInfo>) {
+    /// Queues a task woken on another thread; `first`: ahead of the
+    /// worker's queue, taken at its next poll boundary.
+    pub(crate) fn push_remote(&self, runnable: Runnable<TaskInfo>, first: bool) {
         let mut remote = self.inbox.remote.lock();
-        remote.push_back(runnable);
+        if first {
+            let at = remote.first;
+            remote.tasks.insert(at, runnable);
+            remote.first += 1;
+        } else {
+            remote.tasks.push_back(runnable);
+        }
         self.inbox.remote_pending.store(true, Ordering::Release);
         drop(remote);
+        if first {
+            self.stopper.request_resume();
+        }
         self.notify();
     }
 
@@ -197,10 +216,15 @@ impl Worker {
         }
         let mut remote = self.inbox.remote.lock();
         self.inbox.remote_pending.store(false, Ordering::Relaxed);
+        let first = std::mem::take(&mut remote.first);
         if local.is_empty() {
-            std::mem::swap(&mut *remote, local);
+            std::mem::swap(&mut remote.tasks, local);
         } else {
-            local.extend(remote.drain(..));
+            // The ones to resume first keep their order, ahead of the rest.
+            for runnable in remote.tasks.drain(..first).rev() {
+                local.push_front(runnable);
+            }
+            local.extend(remote.tasks.drain(..));
         }
     }
 

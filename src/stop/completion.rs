@@ -1,5 +1,6 @@
 //! Completion counting for stop works, the kernel's `cpu_stop_done`.
 
+use crate::runtime::context;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{AtomicWaker, Mutex};
 use std::future::Future;
@@ -89,7 +90,10 @@ impl Completion {
             f();
         }
         self.finished.store(true, Ordering::Release);
-        self.waker.wake();
+        // The caller resumes ahead of its worker's queue.
+        if let Some(waker) = self.waker.take() {
+            context::wake_first(waker);
+        }
     }
 
     /// Whether every work has signalled.

@@ -27,11 +27,11 @@
 //! |---|---|---|---|
 //! | `inner.life`, `inner.works`, `inner.offline_waiters` | callers (queue, park, unpark, shutdown), the worker (pop, ack, exit, death) | `inner` | everyone, under `inner` |
 //! | `life` (mirror of `inner.life`) | whoever changes `inner.life`, before unlocking | `inner` | anyone, lock-free (`is_online`) |
-//! | `pending` (bits derived from `inner`, plus `QUIESCE`) | whoever changes `inner`, before unlocking; `QUIESCE`: a grace period's waiter (set), the worker (clear) | `inner` (`QUIESCE`: none, an atomic RMW) | the worker, before every task poll (one load) |
+//! | `pending` (bits derived from `inner`, plus the `HINTS`) | whoever changes `inner`, before unlocking; `QUIESCE`: a grace period's waiter (set), the worker (clear); `RESUME`: a thread waking a task to resume first (set), the worker (clear) | `inner` (`HINTS`: none, atomic RMWs) | the worker, before every task poll (one load) |
 //! | `running` | the worker | `running` | `stopper_info` |
 //!
-//! `pending` is recomputed from the state at every change, never set or
-//! cleared on its own: a request cannot be lost by a drain that clears it,
+//! Apart from the `HINTS`, `pending` is recomputed from the state at every
+//! change, never set or cleared on its own: a request cannot be lost by a drain that clears it,
 //! and a state that needs the worker's attention keeps its bit until the
 //! worker has acted on it.
 
@@ -55,6 +55,14 @@ pub(crate) const SHUTDOWN: u8 = 4;
 /// own ([`Stopper::request_quiescent`], [`Stopper::take_quiescent`]), and
 /// kept by [`publish`](Stopper::publish).
 pub(crate) const QUIESCE: u8 = 8;
+/// A task woken to resume first ([`wake_first`](crate::runtime::context::wake_first))
+/// waits in the worker's remote queue: the worker takes it before its next
+/// poll instead of at its next tick. Set and cleared on its own, like
+/// `QUIESCE`.
+pub(crate) const RESUME: u8 = 16;
+/// The bits that ask the worker for something at its next poll boundary
+/// and are not derived from `inner`.
+pub(crate) const HINTS: u8 = QUIESCE | RESUME;
 
 /// Where a worker is in its life; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +201,7 @@ impl Stopper {
         let _ = self
             .pending
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
-                Some(bits | (old & QUIESCE))
+                Some(bits | (old & HINTS))
             });
     }
 
@@ -207,6 +215,18 @@ impl Stopper {
     /// for, clearing the request.
     pub(crate) fn take_quiescent(&self) -> bool {
         self.pending.fetch_and(!QUIESCE, Ordering::SeqCst) & QUIESCE != 0
+    }
+
+    /// Asks the worker to take its remote queue at its next poll boundary:
+    /// a task to resume first waits there. The caller notifies it.
+    pub(crate) fn request_resume(&self) {
+        self.pending.fetch_or(RESUME, Ordering::SeqCst);
+    }
+
+    /// The worker, at a poll boundary: whether a task to resume first was
+    /// queued remotely, clearing the request.
+    pub(crate) fn take_resume(&self) -> bool {
+        self.pending.fetch_and(!RESUME, Ordering::SeqCst) & RESUME != 0
     }
 
     /// Queues `work` if the worker is online; the caller wakes the worker.

@@ -96,6 +96,10 @@ mod loom_shim {
         pub(crate) fn wake(&self) {
             self.0.wake();
         }
+
+        pub(crate) fn take(&self) -> Option<Waker> {
+            self.0.take_waker()
+        }
     }
 
     /// crossbeam's `Backoff` for the model checker: the spin phase is over
