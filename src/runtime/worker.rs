@@ -156,14 +156,12 @@ impl Worker {
             let at = remote.first;
             remote.tasks.insert(at, runnable);
             remote.first += 1;
+            self.stopper.request_resume();
         } else {
             remote.tasks.push_back(runnable);
         }
         self.inbox.remote_pending.store(true, Ordering::Release);
         drop(remote);
-        if first {
-            self.stopper.request_resume();
-        }
         self.notify();
     }
 

@@ -93,10 +93,6 @@ mod loom_shim {
             self.0.register_by_ref(waker);
         }
 
-        pub(crate) fn wake(&self) {
-            self.0.wake();
-        }
-
         pub(crate) fn take(&self) -> Option<Waker> {
             self.0.take_waker()
         }
