@@ -4,7 +4,7 @@
 mod common;
 
 use common::{runtime, watchdog};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use stop_machine::{Handle, StopError};
 
@@ -39,7 +39,6 @@ fn runs_before_tasks_already_queued() {
 
 #[test]
 fn the_caller_resumes_ahead_of_its_workers_queue() {
-    use std::sync::atomic::AtomicBool;
     watchdog("resume_first", || {
         let rt = runtime(2);
         let order = rt.block_on(async {

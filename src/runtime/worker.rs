@@ -147,9 +147,8 @@ impl Worker {
         }
     }
 
-    /// Queues a task woken off the worker's thread, and wakes the worker.
-    /// Queues a task woken on another thread; `first`: ahead of the
-    /// worker's queue, taken at its next poll boundary.
+    /// Queues a task woken off the worker's thread, and wakes the worker;
+    /// with `first`, ahead of the queue, taken at its next poll boundary.
     pub(crate) fn push_remote(&self, runnable: Runnable<TaskInfo>, first: bool) {
         let mut remote = self.inbox.remote.lock();
         if first {
