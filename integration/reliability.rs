@@ -497,6 +497,30 @@ fn case_10_wakes_racing_the_shutdown_drain() {
     });
 }
 
+/// The OS thread id of this process's thread called `name`.
+fn thread_id(name: &str) -> libc::pid_t {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .and_then(|e| e.file_name().to_str()?.parse().ok())
+        .expect("the worker's thread")
+}
+
+/// Whether thread `tid` runs under a normal (not real-time) policy.
+fn normal(tid: libc::pid_t) -> bool {
+    // SAFETY: sched_getscheduler only reads the policy of `tid`.
+    let policy = unsafe { libc::sched_getscheduler(tid) };
+    policy != libc::SCHED_FIFO && policy != libc::SCHED_RR
+}
+
+/// Waits (yielding; the watchdog bounds it) until `done()`.
+fn wait_until(done: impl Fn() -> bool) {
+    while !done() {
+        std::thread::yield_now();
+    }
+}
+
 /// A stop may raise a late participant's OS priority (where the process
 /// may), and always drops it back, whatever the outcome: after an abandoned
 /// stop, while the straggler is still in the poll that held the stop up;
@@ -512,20 +536,7 @@ fn a_raised_straggler_is_never_left_raised() {
             .build()
             .unwrap();
         let h = rt.handle().clone();
-        let tid = |name: &str| -> libc::pid_t {
-            std::fs::read_dir("/proc/self/task")
-                .unwrap()
-                .filter_map(|e| e.ok())
-                .find(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
-                .and_then(|e| e.file_name().to_str()?.parse().ok())
-                .expect("the worker's thread")
-        };
-        let normal = |tid: libc::pid_t| {
-            // SAFETY: sched_getscheduler only reads the policy of `tid`.
-            let policy = unsafe { libc::sched_getscheduler(tid) };
-            policy != libc::SCHED_FIFO && policy != libc::SCHED_RR
-        };
-        let (w0, w1) = (tid("boost-test-0"), tid("boost-test-1"));
+        let (w0, w1) = (thread_id("boost-test-0"), thread_id("boost-test-1"));
         for _ in 0..3 {
             // Abandoned: worker 1 never arrives.
             let release = Arc::new(AtomicBool::new(false));
@@ -551,6 +562,67 @@ fn a_raised_straggler_is_never_left_raised() {
             started_rx.recv().unwrap();
             assert_eq!(h.stop_machine_blocking(|w| w, Some(&WorkerMask::of(0))), Ok(0));
             assert!(normal(w0) && normal(w1), "a worker left raised after a stop");
+        }
+    });
+}
+
+/// A grace period raises a worker it has waited for too long (where the
+/// process may), and the worker always drops back: when it passes its
+/// quiescent state and ends the period, and when the period's waiter is
+/// dropped first. Worker 0 is kept busy, so it reaches the poll boundaries
+/// where late workers are raised; worker 1 is held in one long poll.
+#[test]
+fn a_worker_raised_for_a_grace_period_drops_back() {
+    watchdog("grace_boost", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .thread_name("grace-boost")
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        let (w0, w1) = (thread_id("grace-boost-0"), thread_id("grace-boost-1"));
+        let busy = Arc::new(AtomicBool::new(true));
+        let b = busy.clone();
+        drop(h.spawn_on(0, async move {
+            while b.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+        }));
+        for drop_the_waiter in [false, true] {
+            let release = Arc::new(AtomicBool::new(false));
+            hog(&h, 1, &release);
+            let (done_tx, done_rx) = mpsc::channel();
+            let h2 = h.clone();
+            let waiter = h.spawn_on(0, async move {
+                h2.synchronize().await;
+                done_tx.send(()).unwrap();
+            });
+            if h.boosting() {
+                wait_until(|| !normal(w1));
+            }
+            assert!(
+                done_rx.try_recv().is_err(),
+                "the grace period ended while worker 1 was inside a poll"
+            );
+            if drop_the_waiter {
+                waiter.abort();
+                let joined = futures::executor::block_on(waiter);
+                assert!(
+                    joined.is_err_and(|e| e.is_cancelled()),
+                    "the waiter was dropped mid-period"
+                );
+                release.store(true, Ordering::SeqCst);
+            } else {
+                release.store(true, Ordering::SeqCst);
+                done_rx.recv().unwrap();
+                assert!(futures::executor::block_on(waiter).is_ok());
+            }
+            wait_until(|| normal(w0) && normal(w1));
+        }
+        busy.store(false, Ordering::SeqCst);
+        if h.boosting() {
+            assert!(h.stats().boosts() >= 2, "worker 1 was raised in each round");
         }
     });
 }

@@ -51,6 +51,13 @@ use crate::runtime::context;
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How long a grace period waits for a worker before the workers passing
+/// their quiescent states raise it ([`priority`](crate::runtime::priority)):
+/// several scheduler ticks of a busy worker, so that only a worker the OS
+/// has kept off its CPU is raised.
+pub(crate) const GRACE_LATE: Duration = Duration::from_micros(100);
 
 /// Every grace period of one runtime.
 #[derive(Debug)]
@@ -74,6 +81,9 @@ struct Period {
     /// How many of `left` are set.
     count: usize,
     waker: Option<Waker>,
+    /// The worker the waiter runs on, if it is a task of this runtime.
+    waiter: Option<usize>,
+    opened: Instant,
 }
 
 /// What a quiescent state did to one period.
@@ -82,6 +92,17 @@ enum Passed {
     Nothing,
     /// It ended the period; wake its waiter, if it registered one.
     Ended(Option<Waker>),
+}
+
+/// What one quiescent point found, for the worker to act on.
+#[derive(Debug, Default)]
+pub(crate) struct Quiescence {
+    /// A period was open: the worker has now passed every open period.
+    pub(crate) open: bool,
+    /// The workers of the waiters it woke (the periods it ended), when
+    /// they are tasks of this runtime: each, if the OS has it off its CPU,
+    /// is what the waiter now waits for.
+    pub(crate) woke_on: Vec<usize>,
 }
 
 impl Period {
@@ -114,13 +135,19 @@ impl GracePeriods {
         }
     }
 
-    /// Opens a grace period now. `is_idle(w)` says whether worker `w` sleeps
+    /// Opens a grace period now for a waiter on worker `waiter` (`None`: off
+    /// the runtime). `is_idle(w)` says whether worker `w` sleeps
     /// in its driver (then it is quiescent already); `notify(w)` makes a
     /// worker still left reach its next tick soon (its loop may be waiting
     /// while tokio runs other tasks that never let the driver park).
     /// Returns `None` when no worker needs to pass a quiescent state (all
     /// idle, offline or gone).
-    pub(crate) fn open(&self, is_idle: impl Fn(usize) -> bool, notify: impl Fn(usize)) -> Option<PeriodKey> {
+    pub(crate) fn open(
+        &self,
+        waiter: Option<usize>,
+        is_idle: impl Fn(usize) -> bool,
+        notify: impl Fn(usize),
+    ) -> Option<PeriodKey> {
         let mut inner = self.inner.lock();
         let left: Vec<bool> = inner.away.iter().map(|away| !away).collect();
         let count = left.iter().filter(|l| **l).count();
@@ -128,6 +155,8 @@ impl GracePeriods {
             left,
             count,
             waker: None,
+            waiter,
+            opened: Instant::now(),
         });
         // Before the idle loads (the Dekker pair in the module docs).
         self.waiting.fetch_add(1, Ordering::SeqCst);
@@ -177,18 +206,41 @@ impl GracePeriods {
     /// Worker `w` is at a quiescent point. One atomic load when no period
     /// is open.
     #[inline]
-    pub(crate) fn quiescent(&self, w: usize) {
-        if self.waiting.load(Ordering::SeqCst) != 0 {
-            self.pass(w);
+    pub(crate) fn quiescent(&self, w: usize) -> Quiescence {
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return Quiescence::default();
         }
+        self.pass(w)
     }
 
     /// Worker `w` is about to sleep in its driver and has marked itself
-    /// idle: the worker's half of the Dekker pair.
+    /// idle: the worker's half of the Dekker pair. Returns what
+    /// [`quiescent`](Self::quiescent) does.
     #[inline]
-    pub(crate) fn parking(&self, w: usize) {
+    pub(crate) fn parking(&self, w: usize) -> Quiescence {
         fence(Ordering::SeqCst);
-        self.quiescent(w);
+        self.quiescent(w)
+    }
+
+    /// The workers still left in a period open for longer than
+    /// [`GRACE_LATE`], each once.
+    pub(crate) fn late(&self) -> Vec<usize> {
+        let inner = self.inner.lock();
+        let now = Instant::now();
+        let mut late = vec![false; inner.away.len()];
+        for (_, period) in inner.periods.iter() {
+            if period.count != 0 && now.duration_since(period.opened) >= GRACE_LATE {
+                late.iter_mut()
+                    .zip(&period.left)
+                    .for_each(|(l, left)| *l |= *left);
+            }
+        }
+        (0..late.len()).filter(|w| late[*w]).collect()
+    }
+
+    /// Whether some open period still waits for worker `w`.
+    pub(crate) fn is_left(&self, w: usize) -> bool {
+        self.inner.lock().periods.iter().any(|(_, period)| period.left[w])
     }
 
     /// Worker `w` is awake again (its idle flag cleared): later reads see
@@ -210,23 +262,32 @@ impl GracePeriods {
             }
             self.pass_all(&mut inner, w)
         };
-        wakers.into_iter().for_each(context::wake_first);
+        wakers
+            .into_iter()
+            .for_each(|(waker, _)| context::wake_first(waker));
     }
 
-    fn pass(&self, w: usize) {
+    #[cold]
+    fn pass(&self, w: usize) -> Quiescence {
         let wakers = self.pass_all(&mut self.inner.lock(), w);
-        wakers.into_iter().for_each(context::wake_first);
+        let mut woke_on = Vec::new();
+        for (waker, on) in wakers {
+            context::wake_first(waker);
+            woke_on.extend(on);
+        }
+        Quiescence { open: true, woke_on }
     }
 
     /// Passes `w` in every open period; a period it ends stops counting in
     /// `waiting` at once (its waiter may poll much later, or never), and
-    /// its waker is returned, to be woken outside the lock.
-    fn pass_all(&self, inner: &mut Inner, w: usize) -> Vec<Waker> {
+    /// its waker is returned with its waiter's worker, to be woken outside
+    /// the lock.
+    fn pass_all(&self, inner: &mut Inner, w: usize) -> Vec<(Waker, Option<usize>)> {
         let mut wakers = Vec::new();
         for (_, period) in inner.periods.iter_mut() {
             if let Passed::Ended(waker) = period.pass(w) {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
-                wakers.extend(waker);
+                wakers.extend(waker.map(|waker| (waker, period.waiter)));
             }
         }
         wakers

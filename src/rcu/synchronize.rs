@@ -40,7 +40,7 @@ impl Future for Synchronize {
                 shared.workers[w].stopper.request_quiescent();
                 shared.workers[w].notify();
             };
-            this.state = match shared.grace.open(idle, notify) {
+            this.state = match shared.grace.open(here, idle, notify) {
                 Some(key) => State::Open(key),
                 None => State::Done,
             };

@@ -249,12 +249,17 @@ impl Builder {
         self
     }
 
-    /// Whether a stop raises the OS priority of the workers it waits for
-    /// (default `true`). A participant that has waited past its spin phase
-    /// for others to reach their stoppers switches them to `SCHED_FIFO`, so
-    /// that a loaded machine runs them next instead of at the end of a time
-    /// slice; each drops back to its own policy as soon as its stopper has
-    /// nothing left to run, whatever the stop's outcome. It needs
+    /// Whether a stop or a grace period raises the OS priority of the
+    /// workers it waits for (default `true`). A participant that has waited
+    /// past its spin phase for others to reach their stoppers switches them
+    /// to `SCHED_FIFO`, so that a loaded machine runs them next instead of at
+    /// the end of a time slice; each drops back to its own policy as soon as
+    /// its stopper has nothing left to run, whatever the stop's outcome. A
+    /// grace period ([`Handle::synchronize`](crate::Handle::synchronize))
+    /// open for more than 100 µs has the workers that pass their quiescent
+    /// states raise those still left, and the worker that ends it raises
+    /// its waiter's worker; each drops back at its own next quiescent point
+    /// (the next poll boundary). It needs
     /// `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` above zero, checked when each
     /// worker starts; without it this does nothing.
     /// [`Handle::boosting`](crate::Handle::boosting) says whether it is active,

@@ -12,7 +12,8 @@
 //! - [`shared`]: what one runtime's workers share;
 //! - [`worker`]: one worker's shared state, queues and wake-ups;
 //! - [`idle`]: the handshake that claims a worker asleep in its driver;
-//! - [`priority`]: raising a late participant's OS priority during a stop;
+//! - [`priority`]: raising a late worker's OS priority while a stop or a
+//!   grace period waits for it;
 //! - [`config`]: the built settings.
 
 pub(crate) mod builder;

@@ -1,14 +1,24 @@
-//! Raising a late participant's OS priority for the rest of a stop.
+//! Raising a late worker's OS priority while a stop or a grace period
+//! waits for it.
 //!
 //! The kernel's stoppers are threads of the highest scheduling class, so a
 //! CPU asked to stop switches to its stopper at once. A worker here is an
 //! ordinary thread: on a loaded machine the OS may leave it off its CPU for
-//! a whole time slice while the rest of the world waits in the stop. When a
-//! participant has waited past its spin phase for others to arrive, it
-//! raises the stragglers to `SCHED_FIFO` (the lowest real-time priority),
-//! so the OS runs them next; each worker drops back to its own policy as
-//! soon as its stopper has nothing left to run. Only the stop's stragglers
-//! are raised, and only for as long as a stop needs them.
+//! a whole time slice while the rest of the world waits for it. Two waits
+//! raise such a worker to `SCHED_FIFO` (the lowest real-time priority), so
+//! that the OS runs it next:
+//!
+//! - a stop ([`Cause::Stop`]): a participant that has waited past its spin
+//!   phase for others to arrive raises the stragglers; each drops back as
+//!   soon as its stopper has nothing left to run;
+//! - a grace period ([`Cause::Grace`]): a worker at a quiescent point raises
+//!   the workers a period has waited for longer than
+//!   [`GRACE_LATE`](crate::rcu::grace::GRACE_LATE); each drops back at its
+//!   own next quiescent point.
+//!
+//! Only late workers are raised, and only for as long as a wait needs them.
+//! Each cause is raised and restored on its own; the thread runs at its own
+//! policy again once no cause holds it.
 //!
 //! It needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` above zero, detected when
 //! each worker starts; without it, it is off and everything else works as
@@ -17,28 +27,46 @@
 //!
 //! # Protocol
 //!
-//! A boost is decided under the worker's `state` lock, and only while the
-//! stop still waits in PREPARE and its work on that worker has not ended
-//! (its queue sequence number is above the stopper's `done_seq`). The
+//! A raise is decided under the worker's `state` lock, and only while the
+//! wait still needs the worker (`late()`, checked under that lock). For a
+//! stop: the stop still waits in PREPARE and its work on that worker has not
+//! ended (its queue sequence number is above the stopper's `done_seq`); the
 //! worker restores itself under the same lock whenever its stopper queue is
 //! empty, and the stop's end restores every participant it could have
-//! raised. So a boost can never land after the stop that asked for it has
-//! ended or after the worker has left it, and is always undone before the
-//! worker polls a task again, whether the stop ran, failed or was
-//! abandoned, and whether or not its caller is still there.
+//! raised. For a grace period: the worker is still left in an open period;
+//! the worker restores itself under the lock right after each quiescent
+//! state it passes with a period open, and otherwise at every quiescent
+//! point where the `raised` mirror says so (a period closed by its waiter
+//! before the worker passed). So a raise can never land after the wait that
+//! asked for it no longer needs the worker, and is always undone: a stop's
+//! before the worker polls a task again, a grace period's by the worker's
+//! next quiescent point, whether the wait ended, failed or was abandoned.
 
 use crate::sync::Mutex;
+use crate::sync::atomic::{AtomicU8, Ordering};
+
+/// Why a worker is raised: each is restored on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// A stop waits for it to arrive.
+    Stop = 1,
+    /// A grace period waits for its quiescent state.
+    Grace = 2,
+}
 
 /// A worker's thread as the OS scheduler sees it.
 #[derive(Debug)]
 pub(crate) struct Priority {
     state: Mutex<State>,
+    /// A copy of `State::raised`, written under the lock, read without it.
+    raised: AtomicU8,
 }
 
 impl Default for Priority {
     fn default() -> Priority {
         Priority {
             state: Mutex::new(State::default()),
+            raised: AtomicU8::new(0),
         }
     }
 }
@@ -49,7 +77,8 @@ struct State {
     tid: Option<libc::pid_t>,
     /// The policy and priority it had at start, restored after a boost.
     original: Option<(libc::c_int, libc::c_int)>,
-    boosted: bool,
+    /// The [`Cause`]s holding it raised, as bits.
+    raised: u8,
 }
 
 impl Priority {
@@ -83,32 +112,51 @@ impl Priority {
         true
     }
 
-    /// Raises the worker if `late()` still holds, checked under the lock
-    /// that [`restore`](Self::restore) takes: the stop still waits for it
-    /// and its work there has not ended. Returns whether it raised it now.
-    pub(crate) fn boost(&self, late: impl Fn() -> bool) -> bool {
+    /// Raises the worker for `cause` if `late()` still holds, checked under
+    /// the lock that [`restore`](Self::restore) takes. Returns whether it
+    /// raised it now (not when already raised for that cause).
+    pub(crate) fn boost(&self, cause: Cause, late: impl FnOnce() -> bool) -> bool {
         let mut state = self.state.lock();
         let Some(tid) = state.tid else { return false };
-        if state.boosted || !late() {
+        if state.raised & cause as u8 != 0 || !late() {
             return false;
         }
-        state.boosted = set(tid, libc::SCHED_FIFO, fifo_min());
-        state.boosted
+        if state.raised == 0 && !set(tid, libc::SCHED_FIFO, fifo_min()) {
+            return false;
+        }
+        state.raised |= cause as u8;
+        self.raised.store(state.raised, Ordering::Relaxed);
+        true
     }
 
-    /// Drops the worker back to its own policy if a stop raised it: called
-    /// by the worker whenever its stopper queue is empty, and by the end of
-    /// every stop that could have raised it (an abandoned stop's straggler
-    /// goes back to its task without reaching its stopper).
-    pub(crate) fn restore(&self) {
+    /// Ends `cause`'s hold on the worker, and drops it back to its own
+    /// policy once nothing holds it. Called by the worker when its wait is
+    /// over for it, and by the end of every stop that could have raised it
+    /// (an abandoned stop's straggler goes back to its task without
+    /// reaching its stopper).
+    pub(crate) fn restore(&self, cause: Cause) {
         let mut state = self.state.lock();
-        if !state.boosted {
+        if state.raised & cause as u8 == 0 {
             return;
         }
-        if let (Some(tid), Some((policy, priority))) = (state.tid, state.original) {
+        if state.raised == cause as u8
+            && let (Some(tid), Some((policy, priority))) = (state.tid, state.original)
+            && !set(tid, policy, priority)
+        {
             // Restoring to a normal policy needs no privilege: this cannot
-            // fail short of a bug, and leaves the flag set if it did.
-            state.boosted = !set(tid, policy, priority);
+            // fail short of a bug, and leaves the cause set if it did.
+            return;
+        }
+        state.raised &= !(cause as u8);
+        self.raised.store(state.raised, Ordering::Relaxed);
+    }
+
+    /// [`restore`](Self::restore) without the lock when `cause` does not
+    /// hold the worker, as far as this thread has seen.
+    #[inline]
+    pub(crate) fn restore_if_raised(&self, cause: Cause) {
+        if self.raised.load(Ordering::Relaxed) & cause as u8 != 0 {
+            self.restore(cause);
         }
     }
 }
@@ -145,25 +193,58 @@ mod tests {
         let before = policy();
         if !p.init_current(true) {
             assert_eq!(policy(), before, "a failed check changed the policy");
-            assert!(!p.boost(|| true), "boosted without the privilege");
+            assert!(!p.boost(Cause::Stop, || true), "boosted without the privilege");
             return;
         }
         assert_eq!(policy(), before, "the start-up check must put the policy back");
-        assert!(!p.boost(|| false), "boosted a worker that was not late");
+        assert!(
+            !p.boost(Cause::Stop, || false),
+            "boosted a worker that was not late"
+        );
         assert_eq!(policy(), before);
-        assert!(p.boost(|| true));
+        assert!(p.boost(Cause::Stop, || true));
         assert_eq!(policy(), libc::SCHED_FIFO);
-        assert!(!p.boost(|| true), "a second raise while raised");
-        p.restore();
+        assert!(!p.boost(Cause::Stop, || true), "a second raise while raised");
+        p.restore(Cause::Stop);
         assert_eq!(policy(), before);
-        p.restore();
+        p.restore(Cause::Stop);
         assert_eq!(policy(), before, "restore is idempotent");
+    }
+
+    /// Two causes hold the worker up independently: it drops back only
+    /// when both have let go, in either order.
+    #[test]
+    fn each_cause_is_restored_on_its_own() {
+        let p = Priority::default();
+        let before = policy();
+        if !p.init_current(true) {
+            return;
+        }
+        for (first, second) in [(Cause::Stop, Cause::Grace), (Cause::Grace, Cause::Stop)] {
+            assert!(p.boost(first, || true));
+            assert!(p.boost(second, || true), "a second cause must be recorded");
+            p.restore_if_raised(first);
+            assert_eq!(
+                policy(),
+                libc::SCHED_FIFO,
+                "{first:?} let go, {second:?} still holds"
+            );
+            p.restore(first);
+            assert_eq!(
+                policy(),
+                libc::SCHED_FIFO,
+                "restoring {first:?} twice must not drop {second:?}"
+            );
+            p.restore_if_raised(second);
+            assert_eq!(policy(), before, "nothing holds it any more");
+        }
     }
 
     #[test]
     fn disabled_never_raises() {
         let p = Priority::default();
         assert!(!p.init_current(false));
-        assert!(!p.boost(|| true));
+        assert!(!p.boost(Cause::Stop, || true));
+        assert!(!p.boost(Cause::Grace, || true));
     }
 }

@@ -7,6 +7,7 @@
 
 use super::context::{self, LocalWorker};
 use super::handle::Handle;
+use super::priority::Cause;
 use super::service::{self, Flow};
 use super::shared::Shared;
 use super::worker::Worker;
@@ -36,7 +37,8 @@ pub(crate) fn driver(shared: &Arc<Shared>, worker: &Arc<Worker>) -> std::io::Res
             // worker for reads: wakers run meanwhile.
             context::quiesce();
             on_park.before_park();
-            grace.parking(on_park.index);
+            let passed = grace.parking(on_park.index);
+            lower(&on_park, passed.open);
         })
         .on_thread_unpark(move || {
             on_unpark.after_unpark();
@@ -114,7 +116,7 @@ impl Future for WorkerLoop {
         context::with(|local| {
             let local = local.expect("invariant: the scheduler loop runs on its worker thread");
             // Between two ticks, no read closure is running on this thread.
-            local.shared.grace.quiescent(self.worker.index);
+            quiescent(&local.shared, &self.worker);
             local.in_tick.set(true);
             let out = self.tick(local, cx);
             local.in_tick.set(false);
@@ -141,7 +143,7 @@ impl WorkerLoop {
                 // Between two polls no read closure runs here: a grace
                 // period waiting for this worker need not wait for the tick.
                 if pending & QUIESCE != 0 && worker.stopper.take_quiescent() {
-                    local.shared.grace.quiescent(worker.index);
+                    quiescent(&local.shared, worker);
                 }
                 // A task woken to resume first runs next, not next tick.
                 if pending & RESUME != 0 && worker.stopper.take_resume() {
@@ -181,6 +183,57 @@ impl WorkerLoop {
                     stop_a_lot(&local.shared);
                 }
             }
+        }
+    }
+}
+
+/// A quiescent point of `worker` (no read closure runs on its thread): it
+/// passes every open grace period, drops back if one had raised it, and
+/// raises the workers a period has waited for past
+/// [`GRACE_LATE`](crate::rcu::grace::GRACE_LATE), as a stop's participants
+/// raise its stragglers. While a period is open it asks itself to check
+/// again at its next poll boundary: a busy worker's ticks can be a
+/// millisecond apart. And it raises the worker of each waiter it woke, for
+/// that worker's next poll boundary, where it drops back: the OS may have
+/// it off its CPU, with the waiter first in its queue.
+#[inline]
+fn quiescent(shared: &Shared, worker: &Worker) {
+    let passed = shared.grace.quiescent(worker.index);
+    lower(worker, passed.open);
+    if passed.open && shared.boosting.load(Ordering::Relaxed) {
+        raise_late(shared, worker.index);
+        for w in passed.woke_on.into_iter().filter(|w| *w != worker.index) {
+            let waiter = &shared.workers[w];
+            if waiter.priority.boost(Cause::Grace, || true) {
+                shared.stats.count_boost();
+                waiter.stopper.request_quiescent();
+            }
+        }
+        worker.stopper.request_quiescent();
+    }
+}
+
+/// After a quiescent point: a grace period that raised `worker` is over
+/// for it. `open`: a period was open, and it passed it just now (its raiser
+/// checked it was left under the lock this takes); otherwise a raise whose
+/// period was closed before the worker passed, seen through the mirror.
+#[inline]
+fn lower(worker: &Worker, open: bool) {
+    match open {
+        true => worker.priority.restore(Cause::Grace),
+        false => worker.priority.restore_if_raised(Cause::Grace),
+    }
+}
+
+#[cold]
+fn raise_late(shared: &Shared, here: usize) {
+    for late in shared.grace.late() {
+        let raised = late != here
+            && shared.workers[late]
+                .priority
+                .boost(Cause::Grace, || shared.grace.is_left(late));
+        if raised {
+            shared.stats.count_boost();
         }
     }
 }

@@ -9,6 +9,7 @@
 //! else is served on the spot.
 
 use super::context::{self, StopperGuard};
+use super::priority::Cause;
 use super::shared::Shared;
 use super::worker::Worker;
 use crate::rcu::read_section;
@@ -56,7 +57,7 @@ pub(crate) fn run_works(worker: &Worker) {
     let _stopper = StopperGuard::enter();
     worker.stopper.run_pending();
     // Nothing left to run: a stop that raised this worker is over for it.
-    worker.priority.restore();
+    worker.priority.restore(Cause::Stop);
 }
 
 /// Hotplug: flushes what was queued before the park, acknowledges, and
@@ -80,6 +81,7 @@ fn go_offline(shared: &Shared, worker: &Worker) {
                     // run with the thread out of its worker identity.
                     context::quiesce();
                     shared.grace.set_away(worker.index, true);
+                    worker.priority.restore(Cause::Grace);
                     std::thread::park();
                     shared.grace.set_away(worker.index, false);
                     context::unquiesce();

@@ -173,8 +173,10 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// How often a late participant's OS priority was raised for the rest
-    /// of a stop ([`Builder::boost_stragglers`](crate::Builder::boost_stragglers)).
+    /// How often a late worker's OS priority was raised: a stop's straggler
+    /// for the rest of the stop, a worker a grace period waited for too
+    /// long, or the worker of a grace period's waiter about to resume
+    /// ([`Builder::boost_stragglers`](crate::Builder::boost_stragglers)).
     ///
     /// # Examples
     ///

@@ -9,6 +9,7 @@ use super::report;
 use super::work::{Go, StopWork};
 use crate::cpumask::WorkerMask;
 use crate::error::StopError;
+use crate::runtime::priority::Cause;
 use crate::runtime::service;
 use crate::runtime::shared::Shared;
 use crate::runtime::worker::Worker;
@@ -234,7 +235,7 @@ where
             move |arrived: &WorkerMask, waiting: &dyn Fn() -> bool| {
                 for (index, w, seq) in &targets {
                     let late = || waiting() && w.stopper.done_seq() < *seq;
-                    if !arrived.contains(*index) && w.priority.boost(late) {
+                    if !arrived.contains(*index) && w.priority.boost(Cause::Stop, late) {
                         stats.count_boost();
                     }
                 }
@@ -257,7 +258,7 @@ where
             w.release();
         }
         for (_, w, _) in &targets {
-            w.priority.restore();
+            w.priority.restore(Cause::Stop);
         }
         drop(guard);
     });

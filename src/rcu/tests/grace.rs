@@ -55,7 +55,7 @@ impl World {
     /// `publish`, with `is_idle` as the period's idle check.
     fn publish_with(&self, is_idle: impl Fn(usize) -> bool) {
         self.current.store(1, Ordering::SeqCst);
-        if let Some(key) = self.grace.open(is_idle, |_| {}) {
+        if let Some(key) = self.grace.open(None, is_idle, |_| {}) {
             block_on(poll_fn(|cx| self.grace.poll(&key, cx.waker())));
         }
         self.values[0].update(|v| *v = 0);
