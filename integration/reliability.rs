@@ -521,6 +521,47 @@ fn wait_until(done: impl Fn() -> bool) {
     }
 }
 
+/// Pinned workers alone on their CPUs wait for a stop by spinning, then
+/// parking: a stop whose straggler arrives long after that spin still ends
+/// with every value, and one whose straggler never arrives still times out,
+/// and the runtime goes on working (`stop/wait.rs`).
+#[test]
+fn pinned_participants_spin_then_park_and_every_stop_still_ends() {
+    watchdog("pinned_wait", || {
+        let rt = stop_machine::Runtime::builder().workers(2).build().unwrap();
+        let h = rt.handle().clone();
+        for _ in 0..3 {
+            // Never arrives: worker 1 spins in one poll until released.
+            let release = Arc::new(AtomicBool::new(false));
+            hog(&h, 1, &release);
+            let h2 = h.clone();
+            let out = futures::executor::block_on(h.spawn_on(0, async move {
+                h2.stop_machine_timeout(|w| w, None, Duration::from_millis(20))
+                    .await
+            }))
+            .unwrap();
+            release.store(true, Ordering::SeqCst);
+            assert!(matches!(out, Err(StopError::TimedOut { .. })), "{out:?}");
+            // Arrives late: a 10 ms poll on worker 1, ten times the spin.
+            let (started_tx, started_rx) = mpsc::channel();
+            drop(h.spawn_on(1, async move {
+                started_tx.send(()).unwrap();
+                let until = std::time::Instant::now() + Duration::from_millis(10);
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }));
+            started_rx.recv().unwrap();
+            let h2 = h.clone();
+            let out = futures::executor::block_on(h.spawn_on(0, async move {
+                h2.stop_cpus(&WorkerMask::full(2), |w| w * 10).await
+            }))
+            .unwrap();
+            assert_eq!(out, Ok(vec![(0, 0), (1, 10)]));
+        }
+    });
+}
+
 /// A stop may raise a late participant's OS priority (where the process
 /// may), and always drops it back, whatever the outcome: after an abandoned
 /// stop, while the straggler is still in the poll that held the stop up;

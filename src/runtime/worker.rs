@@ -119,6 +119,11 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// Whether the worker is pinned to a CPU no other worker is pinned to.
+    pub(crate) fn has_cpu_alone(&self) -> bool {
+        self.cpu.is_some() && self.siblings.is_empty()
+    }
+
     pub(crate) fn new(index: usize, cpu: Option<usize>, siblings: Vec<usize>) -> Worker {
         Worker {
             index,

@@ -7,6 +7,7 @@
 //!   cpu_stopper`, with hotplug and shutdown in the same state);
 //! - [`completion`]: counting the works of one request (`cpu_stop_done`);
 //! - [`multi_stop`]: the ack-counted state machine (`multi_cpu_stop`);
+//! - [`wait`]: how its participants wait for one another;
 //! - [`lock`]: the lock that serializes stops and hotplug
 //!   (`stop_cpus_mutex`);
 //! - [`deadline`]: the watchdog that bounds timed stops;
@@ -28,4 +29,5 @@ pub(crate) mod multi_stop;
 pub(crate) mod plan;
 pub(crate) mod report;
 pub(crate) mod stopper;
+pub(crate) mod wait;
 pub(crate) mod work;

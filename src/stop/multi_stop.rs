@@ -3,11 +3,12 @@
 //! worker to acknowledge a state moving everyone to the next.
 
 use super::completion::Completion;
+use super::wait::Waiting;
 use crate::cpumask::WorkerMask;
 use crate::error::{StopError, run_caught};
 use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::thread::{self, Thread};
-use crate::sync::{Arc, Backoff, Mutex};
+use crate::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The phases of a multi-worker stop.
@@ -278,12 +279,14 @@ where
     }
 
     /// A participant's side: follow the states to EXIT, running `f` in RUN
-    /// when `worker` is active. Waits spin, then yield, then park, so that it
-    /// stays correct and fast when workers outnumber CPUs. A participant
-    /// waiting in PREPARE past the deadline abandons the stop itself.
-    pub(crate) fn participate(&self, worker: usize) {
+    /// when `worker` is active. Waits spin, then yield where the CPU may be
+    /// shared with another participant (`alone`: it is not), then park, so
+    /// that it stays correct and fast when workers outnumber CPUs
+    /// ([`Waiting`]). A participant waiting in PREPARE past the deadline
+    /// abandons the stop itself.
+    pub(crate) fn participate(&self, worker: usize, alone: bool) {
         let mut current = State::None;
-        let backoff = Backoff::new();
+        let wait = Waiting::new(alone);
         loop {
             let state = self.state();
             if state == State::Abandoned {
@@ -312,8 +315,8 @@ where
                     timeline.lefts.push((worker, left));
                     return;
                 }
-                backoff.reset();
-            } else if backoff.is_completed() {
+                wait.reset();
+            } else if wait.is_completed() {
                 if current == State::Prepare {
                     self.straggling();
                 }
@@ -329,7 +332,7 @@ where
                     _ => thread::park(),
                 }
             } else {
-                backoff.snooze();
+                wait.snooze();
             }
         }
     }

@@ -6,6 +6,7 @@ use super::completion::Completion;
 use super::lock::StopGuard;
 use super::multi_stop::{MultiStop, State};
 use super::report;
+use super::wait::Waiting;
 use super::work::{Go, StopWork};
 use crate::cpumask::WorkerMask;
 use crate::error::StopError;
@@ -204,9 +205,10 @@ where
         let (queued, _refused) = queue_on(shared, &order, unclaimed, &request, |w| {
             let (ms, done) = (ms.clone(), done.clone());
             let siblings = shared.workers[w].siblings.clone();
+            let alone = shared.workers[w].has_cpu_alone();
             move |go: Go| {
                 match go {
-                    Ok(()) => ms.participate(w),
+                    Ok(()) => ms.participate(w, alone),
                     Err(why) => ms.cancelled(why),
                 }
                 done.signal();
@@ -266,7 +268,7 @@ where
     if ms.state() == State::Exit
         && let Some(here) = crate::runtime::context::current_worker_of(shared)
     {
-        settle(&done, &ms, &here.siblings);
+        settle(&done, &ms, &here);
     }
     let mut wait = pin!(done.wait());
     if shared
@@ -296,21 +298,20 @@ where
 
 /// The caller took part in its stop inline and is out of it: wait a moment
 /// for the other participants to leave too, so that the caller resumes now
-/// rather than behind the tasks queued on its worker. It spins, or yields
-/// its CPU while a sibling sharing it is still inside the stop (yielding
-/// otherwise would hand the CPU to a sibling busy with its tasks, for a
-/// whole time slice). Bounded: a participant slower than that wakes the
-/// caller as usual.
-fn settle<F, R>(done: &Completion, ms: &MultiStop<F, R>, siblings: &[usize])
+/// rather than behind the tasks queued on its worker. It yields its CPU
+/// while a sibling sharing it is still inside the stop, and otherwise
+/// waits as a participant does ([`Waiting`]). Bounded: a participant
+/// slower than that wakes the caller as usual.
+fn settle<F, R>(done: &Completion, ms: &MultiStop<F, R>, here: &Worker)
 where
     F: Fn(usize) -> R,
 {
-    let backoff = crate::sync::Backoff::new();
-    while !done.is_done() && !backoff.is_completed() {
-        if ms.still_inside(siblings) {
+    let wait = Waiting::new(here.has_cpu_alone());
+    while !done.is_done() && !wait.is_completed() {
+        if ms.still_inside(&here.siblings) {
             std::thread::yield_now();
         } else {
-            backoff.spin();
+            wait.snooze();
         }
     }
 }

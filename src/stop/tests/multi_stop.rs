@@ -77,7 +77,7 @@ fn run(n: usize, active: WorkerMask, abandon: bool) {
             let (ms, done, world) = (ms.clone(), done.clone(), world.clone());
             thread::spawn(move || {
                 world.tasks[worker].update(|t| *t = 1);
-                ms.participate(worker);
+                ms.participate(worker, false);
                 done.signal();
                 // Its tasks run again, and see what every `f` wrote.
                 let left = ms.state();
@@ -181,7 +181,7 @@ fn model_multi_stop_cancelled_participant() {
         let early = {
             let (ms, done) = (ms.clone(), done.clone());
             thread::spawn(move || {
-                ms.participate(0);
+                ms.participate(0, false);
                 done.signal();
             })
         };
