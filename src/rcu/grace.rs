@@ -227,15 +227,19 @@ impl GracePeriods {
     pub(crate) fn late(&self) -> Vec<usize> {
         let inner = self.inner.lock();
         let now = Instant::now();
-        let mut late = vec![false; inner.away.len()];
-        for (_, period) in inner.periods.iter() {
-            if period.count != 0 && now.duration_since(period.opened) >= GRACE_LATE {
-                late.iter_mut()
-                    .zip(&period.left)
-                    .for_each(|(l, left)| *l |= *left);
+        let mut late = Vec::new();
+        let overdue = inner
+            .periods
+            .iter()
+            .filter(|(_, p)| p.count != 0 && now.duration_since(p.opened) >= GRACE_LATE);
+        for (_, period) in overdue {
+            for w in (0..period.left.len()).filter(|w| period.left[*w]) {
+                if !late.contains(&w) {
+                    late.push(w);
+                }
             }
         }
-        (0..late.len()).filter(|w| late[*w]).collect()
+        late
     }
 
     /// Whether some open period still waits for worker `w`.

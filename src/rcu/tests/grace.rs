@@ -178,3 +178,31 @@ fn model_grace_period_worker_claimed_by_a_stop() {
         stop.join().unwrap();
     });
 }
+
+/// The straggler raise's view of the periods: `is_left` names the workers
+/// a period still waits for, `late` those of periods open past
+/// `GRACE_LATE`, and a worker that passes leaves both.
+#[cfg(not(stop_machine_loom))]
+#[test]
+fn late_and_is_left_follow_the_open_periods() {
+    let grace = GracePeriods::new(3);
+    let key = grace.open(Some(0), |w| w == 2, |_| {}).expect("workers 0 and 1 are busy");
+    assert!(grace.is_left(0) && grace.is_left(1));
+    assert!(!grace.is_left(2), "an idle worker counts as passed at once");
+    let opened = std::time::Instant::now();
+    while opened.elapsed() < super::GRACE_LATE {
+        std::hint::spin_loop();
+    }
+    assert_eq!(grace.late(), vec![0, 1]);
+    let passed = grace.quiescent(1);
+    assert!(passed.open && passed.woke_on.is_empty(), "worker 0 is still left");
+    assert!(!grace.is_left(1));
+    assert_eq!(grace.late(), vec![0]);
+    let waker = futures::task::noop_waker();
+    assert!(grace.poll(&key, &waker).is_pending());
+    let passed = grace.quiescent(0);
+    assert_eq!(passed.woke_on, vec![0], "the last worker wakes the waiter, on worker 0");
+    assert!(grace.late().is_empty() && !grace.is_left(0));
+    assert!(grace.poll(&key, &waker).is_ready());
+    assert!(!grace.quiescent(0).open, "no period is open any more");
+}
