@@ -55,9 +55,15 @@ use std::time::{Duration, Instant};
 
 /// How long a grace period waits for a worker before the workers passing
 /// their quiescent states raise it ([`priority`](crate::runtime::priority)):
-/// several scheduler ticks of a busy worker, so that only a worker the OS
-/// has kept off its CPU is raised.
+/// several times a period's median under a real load, whose tail is a
+/// worker the OS keeps off its CPU.
 pub(crate) const GRACE_LATE: Duration = Duration::from_micros(100);
+
+/// How long after [`GRACE_LATE`] a period keeps raising the workers it
+/// waits for. Past it they are dropped back and no longer raised: a worker
+/// still left by then is most likely in a poll that does not yield, and a
+/// task that never yields must not run at a real-time priority.
+pub(crate) const RAISE_FOR: Duration = Duration::from_millis(2);
 
 /// Every grace period of one runtime.
 #[derive(Debug)]
@@ -81,8 +87,6 @@ struct Period {
     /// How many of `left` are set.
     count: usize,
     waker: Option<Waker>,
-    /// The worker the waiter runs on, if it is a task of this runtime.
-    waiter: Option<usize>,
     opened: Instant,
 }
 
@@ -94,15 +98,16 @@ enum Passed {
     Ended(Option<Waker>),
 }
 
-/// What one quiescent point found, for the worker to act on.
-#[derive(Debug, Default)]
-pub(crate) struct Quiescence {
-    /// A period was open: the worker has now passed every open period.
-    pub(crate) open: bool,
-    /// The workers of the waiters it woke (the periods it ended), when
-    /// they are tasks of this runtime: each, if the OS has it off its CPU,
-    /// is what the waiter now waits for.
-    pub(crate) woke_on: Vec<usize>,
+/// What the open periods ask of the raise ([`GracePeriods::overdue`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Overdue {
+    /// The workers left in a period inside its raise window
+    /// ([`GRACE_LATE`] to [`GRACE_LATE`] + [`RAISE_FOR`] after it opened).
+    pub(crate) raise: Vec<usize>,
+    /// The workers left only in periods past their window.
+    pub(crate) lower: Vec<usize>,
+    /// Some open period has not reached the end of its window yet.
+    pub(crate) watch: bool,
 }
 
 impl Period {
@@ -135,19 +140,13 @@ impl GracePeriods {
         }
     }
 
-    /// Opens a grace period now for a waiter on worker `waiter` (`None`: off
-    /// the runtime). `is_idle(w)` says whether worker `w` sleeps
+    /// Opens a grace period now. `is_idle(w)` says whether worker `w` sleeps
     /// in its driver (then it is quiescent already); `notify(w)` makes a
     /// worker still left reach its next tick soon (its loop may be waiting
     /// while tokio runs other tasks that never let the driver park).
     /// Returns `None` when no worker needs to pass a quiescent state (all
     /// idle, offline or gone).
-    pub(crate) fn open(
-        &self,
-        waiter: Option<usize>,
-        is_idle: impl Fn(usize) -> bool,
-        notify: impl Fn(usize),
-    ) -> Option<PeriodKey> {
+    pub(crate) fn open(&self, is_idle: impl Fn(usize) -> bool, notify: impl Fn(usize)) -> Option<PeriodKey> {
         let mut inner = self.inner.lock();
         let left: Vec<bool> = inner.away.iter().map(|away| !away).collect();
         let count = left.iter().filter(|l| **l).count();
@@ -155,7 +154,6 @@ impl GracePeriods {
             left,
             count,
             waker: None,
-            waiter,
             opened: Instant::now(),
         });
         // Before the idle loads (the Dekker pair in the module docs).
@@ -195,51 +193,60 @@ impl GracePeriods {
         Poll::Pending
     }
 
-    /// Closes a period whose waiter has gone (its future dropped).
-    pub(crate) fn close(&self, key: PeriodKey) {
+    /// Closes a period whose waiter has gone (its future dropped). Returns
+    /// the workers it still waited for, which a raise may have left raised.
+    pub(crate) fn close(&self, key: PeriodKey) -> Vec<usize> {
         let mut inner = self.inner.lock();
-        if inner.periods.remove(key.0).count != 0 {
+        let period = inner.periods.remove(key.0);
+        if period.count != 0 {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
+        (0..period.left.len()).filter(|w| period.left[*w]).collect()
     }
 
     /// Worker `w` is at a quiescent point. One atomic load when no period
     /// is open.
+    /// Returns whether one was (it passed `w` in each).
     #[inline]
-    pub(crate) fn quiescent(&self, w: usize) -> Quiescence {
-        if self.waiting.load(Ordering::SeqCst) == 0 {
-            return Quiescence::default();
+    pub(crate) fn quiescent(&self, w: usize) -> bool {
+        let open = self.waiting.load(Ordering::SeqCst) != 0;
+        if open {
+            self.pass(w);
         }
-        self.pass(w)
+        open
     }
 
     /// Worker `w` is about to sleep in its driver and has marked itself
     /// idle: the worker's half of the Dekker pair. Returns what
     /// [`quiescent`](Self::quiescent) does.
     #[inline]
-    pub(crate) fn parking(&self, w: usize) -> Quiescence {
+    pub(crate) fn parking(&self, w: usize) -> bool {
         fence(Ordering::SeqCst);
         self.quiescent(w)
     }
 
-    /// The workers still left in a period open for longer than
-    /// [`GRACE_LATE`], each once.
-    pub(crate) fn late(&self) -> Vec<usize> {
+    /// Which workers the open periods want raised or dropped back now.
+    pub(crate) fn overdue(&self) -> Overdue {
         let inner = self.inner.lock();
         let now = Instant::now();
-        let mut late = Vec::new();
-        let overdue = inner
-            .periods
-            .iter()
-            .filter(|(_, p)| p.count != 0 && now.duration_since(p.opened) >= GRACE_LATE);
-        for (_, period) in overdue {
+        let mut overdue = Overdue::default();
+        for (_, period) in inner.periods.iter().filter(|(_, p)| p.count != 0) {
+            let age = now.duration_since(period.opened);
+            overdue.watch |= age < GRACE_LATE + RAISE_FOR;
+            let into = match age {
+                _ if age < GRACE_LATE => continue,
+                _ if age < GRACE_LATE + RAISE_FOR => &mut overdue.raise,
+                _ => &mut overdue.lower,
+            };
             for w in (0..period.left.len()).filter(|w| period.left[*w]) {
-                if !late.contains(&w) {
-                    late.push(w);
+                if !into.contains(&w) {
+                    into.push(w);
                 }
             }
         }
-        late
+        let raise = &overdue.raise;
+        overdue.lower.retain(|w| !raise.contains(w));
+        overdue
     }
 
     /// Whether some open period still waits for worker `w`.
@@ -266,32 +273,24 @@ impl GracePeriods {
             }
             self.pass_all(&mut inner, w)
         };
-        wakers
-            .into_iter()
-            .for_each(|(waker, _)| context::wake_first(waker));
+        wakers.into_iter().for_each(context::wake_first);
     }
 
     #[cold]
-    fn pass(&self, w: usize) -> Quiescence {
+    fn pass(&self, w: usize) {
         let wakers = self.pass_all(&mut self.inner.lock(), w);
-        let mut woke_on = Vec::new();
-        for (waker, on) in wakers {
-            context::wake_first(waker);
-            woke_on.extend(on);
-        }
-        Quiescence { open: true, woke_on }
+        wakers.into_iter().for_each(context::wake_first);
     }
 
     /// Passes `w` in every open period; a period it ends stops counting in
     /// `waiting` at once (its waiter may poll much later, or never), and
-    /// its waker is returned with its waiter's worker, to be woken outside
-    /// the lock.
-    fn pass_all(&self, inner: &mut Inner, w: usize) -> Vec<(Waker, Option<usize>)> {
+    /// its waker is returned, to be woken outside the lock.
+    fn pass_all(&self, inner: &mut Inner, w: usize) -> Vec<Waker> {
         let mut wakers = Vec::new();
         for (_, period) in inner.periods.iter_mut() {
             if let Passed::Ended(waker) = period.pass(w) {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
-                wakers.extend(waker.map(|waker| (waker, period.waiter)));
+                wakers.extend(waker);
             }
         }
         wakers

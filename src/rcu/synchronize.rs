@@ -4,6 +4,7 @@ use super::grace::PeriodKey;
 use crate::rcu::read_section;
 use crate::runtime::context;
 use crate::runtime::handle::Handle;
+use crate::runtime::priority::Cause;
 use crate::runtime::shared::Shared;
 use std::future::Future;
 use std::pin::Pin;
@@ -40,7 +41,7 @@ impl Future for Synchronize {
                 shared.workers[w].stopper.request_quiescent();
                 shared.workers[w].notify();
             };
-            this.state = match shared.grace.open(here, idle, notify) {
+            this.state = match shared.grace.open(idle, notify) {
                 Some(key) => State::Open(key),
                 None => State::Done,
             };
@@ -59,7 +60,11 @@ impl Future for Synchronize {
 impl Drop for Synchronize {
     fn drop(&mut self) {
         if let State::Open(key) = std::mem::replace(&mut self.state, State::Done) {
-            self.shared.grace.close(key);
+            // A worker raised for this period, still in a poll, would not
+            // drop back by itself until that poll ends.
+            for w in self.shared.grace.close(key) {
+                self.shared.workers[w].priority.restore_if_raised(Cause::Grace);
+            }
         }
     }
 }

@@ -257,9 +257,10 @@ impl Builder {
     /// its stopper has nothing left to run, whatever the stop's outcome. A
     /// grace period ([`Handle::synchronize`](crate::Handle::synchronize))
     /// open for more than 100 µs has the workers that pass their quiescent
-    /// states raise those still left, and the worker that ends it raises
-    /// its waiter's worker; each drops back at its own next quiescent point
-    /// (the next poll boundary). It needs
+    /// states raise those still left, for at most 2 ms; each drops back at
+    /// its own next quiescent point (its next poll boundary), or is dropped
+    /// back when the period ends, its waiter goes, or its 2 ms are up, even
+    /// inside a poll that never yields. It needs
     /// `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` above zero, checked when each
     /// worker starts; without it this does nothing.
     /// [`Handle::boosting`](crate::Handle::boosting) says whether it is active,

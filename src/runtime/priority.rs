@@ -14,7 +14,10 @@
 //! - a grace period ([`Cause::Grace`]): a worker at a quiescent point raises
 //!   the workers a period has waited for longer than
 //!   [`GRACE_LATE`](crate::rcu::grace::GRACE_LATE); each drops back at its
-//!   own next quiescent point.
+//!   own next quiescent point, and is dropped back by the others once the
+//!   period is past its raise window
+//!   ([`RAISE_FOR`](crate::rcu::grace::RAISE_FOR)), or by a worker that
+//!   raised it before that worker parks, goes offline or exits.
 //!
 //! Only late workers are raised, and only for as long as a wait needs them.
 //! Each cause is raised and restored on its own; the thread runs at its own
@@ -33,14 +36,18 @@
 //! ended (its queue sequence number is above the stopper's `done_seq`); the
 //! worker restores itself under the same lock whenever its stopper queue is
 //! empty, and the stop's end restores every participant it could have
-//! raised. For a grace period: the worker is still left in an open period;
-//! the worker restores itself under the lock right after each quiescent
-//! state it passes with a period open, and otherwise at every quiescent
-//! point where the `raised` mirror says so (a period closed by its waiter
-//! before the worker passed). So a raise can never land after the wait that
+//! raised. For a grace period: the worker is still left in an open period.
+//! The raiser shows the raise in the `raised` mirror *before* it checks
+//! that (under the periods' lock), and the worker reads the mirror at every
+//! quiescent point after passing (under the same lock): either the raiser
+//! finds it passed and raises nothing, or the worker sees the bit and takes
+//! the state lock, which waits for the raise and then undoes it. The same
+//! holds for a dropped waiter's future, which drops back the workers its
+//! period still waited for. So a raise can never land after the wait that
 //! asked for it no longer needs the worker, and is always undone: a stop's
-//! before the worker polls a task again, a grace period's by the worker's
-//! next quiescent point, whether the wait ended, failed or was abandoned.
+//! before the worker polls a task again; a grace period's at the worker's
+//! next quiescent point, or when its window ends or its waiter goes, even
+//! in a poll that never yields.
 
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicU8, Ordering};
@@ -118,14 +125,19 @@ impl Priority {
     pub(crate) fn boost(&self, cause: Cause, late: impl FnOnce() -> bool) -> bool {
         let mut state = self.state.lock();
         let Some(tid) = state.tid else { return false };
-        if state.raised & cause as u8 != 0 || !late() {
+        if state.raised & cause as u8 != 0 {
             return false;
         }
-        if state.raised == 0 && !set(tid, libc::SCHED_FIFO, fifo_min()) {
+        // The mirror shows the raise before `late()` is checked: whoever
+        // then sees the wait over (a dropped grace period's waiter, a
+        // worker that passed) sees the bit too, and takes the lock, which
+        // waits for this raise to finish.
+        self.raised.store(state.raised | cause as u8, Ordering::SeqCst);
+        if !late() || (state.raised == 0 && !set(tid, libc::SCHED_FIFO, fifo_min())) {
+            self.raised.store(state.raised, Ordering::SeqCst);
             return false;
         }
         state.raised |= cause as u8;
-        self.raised.store(state.raised, Ordering::Relaxed);
         true
     }
 
@@ -148,14 +160,14 @@ impl Priority {
             return;
         }
         state.raised &= !(cause as u8);
-        self.raised.store(state.raised, Ordering::Relaxed);
+        self.raised.store(state.raised, Ordering::SeqCst);
     }
 
     /// [`restore`](Self::restore) without the lock when `cause` does not
     /// hold the worker, as far as this thread has seen.
     #[inline]
     pub(crate) fn restore_if_raised(&self, cause: Cause) {
-        if self.raised.load(Ordering::Relaxed) & cause as u8 != 0 {
+        if self.raised.load(Ordering::SeqCst) & cause as u8 != 0 {
             self.restore(cause);
         }
     }

@@ -26,7 +26,9 @@ use std::task::{Context, Poll};
 /// Builds the worker's tokio driver runtime with the park hooks that make
 /// the idle-claim handshake work.
 pub(crate) fn driver(shared: &Arc<Shared>, worker: &Arc<Worker>) -> std::io::Result<tokio::runtime::Runtime> {
-    let (on_park, grace) = (worker.clone(), shared.grace.clone());
+    // Weak: the driver's hooks live as long as any tokio handle to it, and
+    // `Shared` keeps those.
+    let (on_park, grace, weak) = (worker.clone(), shared.grace.clone(), Arc::downgrade(shared));
     let on_unpark = worker.clone();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -37,8 +39,12 @@ pub(crate) fn driver(shared: &Arc<Shared>, worker: &Arc<Worker>) -> std::io::Res
             // worker for reads: wakers run meanwhile.
             context::quiesce();
             on_park.before_park();
-            let passed = grace.parking(on_park.index);
-            lower(&on_park, passed.open);
+            // Asleep, it cannot drop back at the end of their raise window
+            // the workers it raised, nor itself once passed.
+            match (grace.parking(on_park.index), weak.upgrade()) {
+                (true, Some(shared)) => shared.lower_grace_raises(),
+                _ => on_park.priority.restore_if_raised(Cause::Grace),
+            }
         })
         .on_thread_unpark(move || {
             on_unpark.after_unpark();
@@ -96,6 +102,7 @@ pub(crate) fn run(shared: Arc<Shared>, worker: Arc<Worker>, rt: tokio::runtime::
     // Nothing of this worker can read any more: grace periods stop
     // waiting for it.
     shared.grace.set_away(worker.index, true);
+    shared.lower_grace_raises();
 }
 
 /// The scheduler: runs up to `event_interval` task polls per tick, checking
@@ -191,51 +198,39 @@ impl WorkerLoop {
 /// passes every open grace period, drops back if one had raised it, and
 /// raises the workers a period has waited for past
 /// [`GRACE_LATE`](crate::rcu::grace::GRACE_LATE), as a stop's participants
-/// raise its stragglers. While a period is open it asks itself to check
-/// again at its next poll boundary: a busy worker's ticks can be a
-/// millisecond apart. And it raises the worker of each waiter it woke, for
-/// that worker's next poll boundary, where it drops back: the OS may have
-/// it off its CPU, with the waiter first in its queue.
+/// raise its stragglers (and drops them back once the period is past its
+/// raise window). While a period is inside its window the worker asks
+/// itself to check again at its next poll boundary: a busy worker's ticks
+/// can be a millisecond apart.
 #[inline]
 fn quiescent(shared: &Shared, worker: &Worker) {
-    let passed = shared.grace.quiescent(worker.index);
-    lower(worker, passed.open);
-    if passed.open && shared.boosting.load(Ordering::Relaxed) {
-        raise_late(shared, worker.index);
-        for w in passed.woke_on.into_iter().filter(|w| *w != worker.index) {
-            let waiter = &shared.workers[w];
-            if waiter.priority.boost(Cause::Grace, || true) {
-                shared.stats.count_boost();
-                waiter.stopper.request_quiescent();
-            }
-        }
+    let open = shared.grace.quiescent(worker.index);
+    // Exact: a raiser shows its raise in the mirror before it checks,
+    // under the periods' lock, that this worker is still left.
+    worker.priority.restore_if_raised(Cause::Grace);
+    if open && shared.boosting.load(Ordering::Relaxed) && tend_late(shared, worker.index) {
         worker.stopper.request_quiescent();
     }
 }
 
-/// After a quiescent point: a grace period that raised `worker` is over
-/// for it. `open`: a period was open, and it passed it just now (its raiser
-/// checked it was left under the lock this takes); otherwise a raise whose
-/// period was closed before the worker passed, seen through the mirror.
-#[inline]
-fn lower(worker: &Worker, open: bool) {
-    match open {
-        true => worker.priority.restore(Cause::Grace),
-        false => worker.priority.restore_if_raised(Cause::Grace),
-    }
-}
-
+/// Raises the workers inside an open period's raise window and drops back
+/// those past it. Returns whether a period is still before the end of its
+/// window.
 #[cold]
-fn raise_late(shared: &Shared, here: usize) {
-    for late in shared.grace.late() {
-        let raised = late != here
-            && shared.workers[late]
-                .priority
-                .boost(Cause::Grace, || shared.grace.is_left(late));
+fn tend_late(shared: &Shared, here: usize) -> bool {
+    let overdue = shared.grace.overdue();
+    for w in overdue.raise.into_iter().filter(|w| *w != here) {
+        let raised = shared.workers[w]
+            .priority
+            .boost(Cause::Grace, || shared.grace.is_left(w));
         if raised {
             shared.stats.count_boost();
         }
     }
+    for w in overdue.lower {
+        shared.workers[w].priority.restore(Cause::Grace);
+    }
+    overdue.watch
 }
 
 /// Stop-a-lot mode: requests an empty `stop_machine` from a task on this

@@ -81,7 +81,7 @@ fn go_offline(shared: &Shared, worker: &Worker) {
                     // run with the thread out of its worker identity.
                     context::quiesce();
                     shared.grace.set_away(worker.index, true);
-                    worker.priority.restore(Cause::Grace);
+                    shared.lower_grace_raises();
                     std::thread::park();
                     shared.grace.set_away(worker.index, false);
                     context::unquiesce();

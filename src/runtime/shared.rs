@@ -1,6 +1,7 @@
 //! Everything the workers of one runtime share.
 
 use super::config::Config;
+use super::priority::Cause;
 use super::spawn_policy::SpawnPolicy;
 use super::worker::Worker;
 use crate::error::StopError;
@@ -50,6 +51,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Drops back every worker a grace period raised: the calling worker
+    /// will not be running to drop them back at the end of their window (it
+    /// parks, goes offline or exits), and one of them may be in a poll that
+    /// never yields. A worker still late is raised again by one that runs.
+    pub(crate) fn lower_grace_raises(&self) {
+        for w in &self.workers {
+            w.priority.restore_if_raised(Cause::Grace);
+        }
+    }
+
     pub(crate) fn new(workers: Vec<Arc<Worker>>, placement: WorkerPlacement, config: Config) -> Shared {
         let stats = Arc::new(Recorder::new(workers.len()));
         let grace = Arc::new(GracePeriods::new(workers.len()));

@@ -174,9 +174,8 @@ pub struct Stats {
 
 impl Stats {
     /// How often a late worker's OS priority was raised: a stop's straggler
-    /// for the rest of the stop, a worker a grace period waited for too
-    /// long, or the worker of a grace period's waiter about to resume
-    /// ([`Builder::boost_stragglers`](crate::Builder::boost_stragglers)).
+    /// for the rest of the stop, or a worker a grace period waited for too
+    /// long ([`Builder::boost_stragglers`](crate::Builder::boost_stragglers)).
     ///
     /// # Examples
     ///

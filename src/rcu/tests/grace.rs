@@ -55,7 +55,7 @@ impl World {
     /// `publish`, with `is_idle` as the period's idle check.
     fn publish_with(&self, is_idle: impl Fn(usize) -> bool) {
         self.current.store(1, Ordering::SeqCst);
-        if let Some(key) = self.grace.open(None, is_idle, |_| {}) {
+        if let Some(key) = self.grace.open(is_idle, |_| {}) {
             block_on(poll_fn(|cx| self.grace.poll(&key, cx.waker())));
         }
         self.values[0].update(|v| *v = 0);
@@ -180,29 +180,48 @@ fn model_grace_period_worker_claimed_by_a_stop() {
 }
 
 /// The straggler raise's view of the periods: `is_left` names the workers
-/// a period still waits for, `late` those of periods open past
-/// `GRACE_LATE`, and a worker that passes leaves both.
+/// a period still waits for, `overdue` those to raise once it is past
+/// `GRACE_LATE` (and to drop back past its window), and a worker that
+/// passes leaves both; `close` names the workers a dropped waiter's period
+/// still waited for.
 #[cfg(not(stop_machine_loom))]
 #[test]
-fn late_and_is_left_follow_the_open_periods() {
+fn overdue_and_is_left_follow_the_open_periods() {
+    use super::{GRACE_LATE, Overdue, RAISE_FOR};
+    let wait_past = |opened: std::time::Instant, d| {
+        while opened.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    };
     let grace = GracePeriods::new(3);
-    let key = grace.open(Some(0), |w| w == 2, |_| {}).expect("workers 0 and 1 are busy");
+    // The period opens between `before` and `after`.
+    let before = std::time::Instant::now();
+    let key = grace.open(|w| w == 2, |_| {}).expect("workers 0 and 1 are busy");
+    let after = std::time::Instant::now();
     assert!(grace.is_left(0) && grace.is_left(1));
     assert!(!grace.is_left(2), "an idle worker counts as passed at once");
-    let opened = std::time::Instant::now();
-    while opened.elapsed() < super::GRACE_LATE {
-        std::hint::spin_loop();
+    wait_past(after, GRACE_LATE);
+    let window = grace.overdue();
+    if before.elapsed() < GRACE_LATE + RAISE_FOR {
+        assert_eq!((window.raise, window.lower), (vec![0, 1], vec![]));
     }
-    assert_eq!(grace.late(), vec![0, 1]);
-    let passed = grace.quiescent(1);
-    assert!(passed.open && passed.woke_on.is_empty(), "worker 0 is still left");
+    assert!(grace.quiescent(1), "a period was open");
     assert!(!grace.is_left(1));
-    assert_eq!(grace.late(), vec![0]);
-    let waker = futures::task::noop_waker();
-    assert!(grace.poll(&key, &waker).is_pending());
-    let passed = grace.quiescent(0);
-    assert_eq!(passed.woke_on, vec![0], "the last worker wakes the waiter, on worker 0");
-    assert!(grace.late().is_empty() && !grace.is_left(0));
-    assert!(grace.poll(&key, &waker).is_ready());
-    assert!(!grace.quiescent(0).open, "no period is open any more");
+    wait_past(after, GRACE_LATE + RAISE_FOR);
+    let past = grace.overdue();
+    assert_eq!(
+        past,
+        Overdue {
+            raise: vec![],
+            lower: vec![0],
+            watch: false
+        },
+        "past its window the period asks to drop back the worker still left"
+    );
+    assert_eq!(grace.close(key), vec![0], "worker 0 was still left");
+    assert_eq!(grace.overdue(), Overdue::default());
+    assert!(
+        !grace.is_left(0) && !grace.quiescent(0),
+        "no period is open any more"
+    );
 }
