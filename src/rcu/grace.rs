@@ -102,9 +102,10 @@ enum Passed {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Overdue {
     /// The workers left in a period inside its raise window
-    /// ([`GRACE_LATE`] to [`GRACE_LATE`] + [`RAISE_FOR`] after it opened).
+    /// ([`GRACE_LATE`] to [`GRACE_LATE`] + [`RAISE_FOR`] after it opened)
+    /// and in none past it.
     pub(crate) raise: Vec<usize>,
-    /// The workers left only in periods past their window.
+    /// The workers left in a period past its window.
     pub(crate) lower: Vec<usize>,
     /// Some open period has not reached the end of its window yet.
     pub(crate) watch: bool,
@@ -244,8 +245,11 @@ impl GracePeriods {
                 }
             }
         }
-        let raise = &overdue.raise;
-        overdue.lower.retain(|w| !raise.contains(w));
+        // A worker past the window of any period stays down: younger
+        // periods opened meanwhile must not raise a poll that never yields
+        // again and again.
+        let lower = &overdue.lower;
+        overdue.raise.retain(|w| !lower.contains(w));
         overdue
     }
 

@@ -41,9 +41,9 @@ pub(crate) fn driver(shared: &Arc<Shared>, worker: &Arc<Worker>) -> std::io::Res
             on_park.before_park();
             // Asleep, it cannot drop back at the end of their raise window
             // the workers it raised, nor itself once passed.
-            match (grace.parking(on_park.index), weak.upgrade()) {
-                (true, Some(shared)) => shared.lower_grace_raises(),
-                _ => on_park.priority.restore_if_raised(Cause::Grace),
+            match grace.parking(on_park.index).then(|| weak.upgrade()).flatten() {
+                Some(shared) => shared.lower_grace_raises(),
+                None => on_park.priority.restore_if_raised(Cause::Grace),
             }
         })
         .on_thread_unpark(move || {
@@ -228,7 +228,7 @@ fn tend_late(shared: &Shared, here: usize) -> bool {
         }
     }
     for w in overdue.lower {
-        shared.workers[w].priority.restore(Cause::Grace);
+        shared.workers[w].priority.restore_if_raised(Cause::Grace);
     }
     overdue.watch
 }

@@ -202,6 +202,9 @@ pub(crate) fn block_on_servicing<F: Future>(shared: &Arc<Shared>, fut: F) -> F::
                 serve(shared, &worker);
                 continue;
             }
+            // Blocked, it cannot drop back at the end of their window the
+            // workers it raised for a grace period.
+            shared.lower_grace_raises();
             std::thread::park();
         }
     })

@@ -218,6 +218,14 @@ fn overdue_and_is_left_follow_the_open_periods() {
         },
         "past its window the period asks to drop back the worker still left"
     );
+    // A younger period inside its window does not raise again a worker
+    // that an older one has waited for past its window.
+    let after2 = std::time::Instant::now();
+    let key2 = grace.open(|w| w != 0, |_| {}).expect("worker 0 is busy");
+    wait_past(after2, GRACE_LATE);
+    let both = grace.overdue();
+    assert_eq!((both.raise, both.lower, both.watch), (vec![], vec![0], true));
+    assert_eq!(grace.close(key2), vec![0]);
     assert_eq!(grace.close(key), vec![0], "worker 0 was still left");
     assert_eq!(grace.overdue(), Overdue::default());
     assert!(
