@@ -42,6 +42,20 @@ fn hog(h: &Handle, worker: usize, release: &Arc<AtomicBool>) {
     started_rx.recv().unwrap();
 }
 
+/// Runs one poll of `length` on `worker` (a busy loop: a task that does
+/// not yield for that long), returning once it has begun.
+fn long_poll(h: &Handle, worker: usize, length: Duration) {
+    let (started_tx, started_rx) = mpsc::channel();
+    drop(h.spawn_on(worker, async move {
+        started_tx.send(()).unwrap();
+        let until = std::time::Instant::now() + length;
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }));
+    started_rx.recv().unwrap();
+}
+
 /// Case 1: `park_worker(1)` holds the stop lock and waits for worker 1,
 /// whose task is blocked in `stop_machine_blocking` waiting for that lock.
 /// The blocked worker now serves the park in place. The order is forced:
@@ -543,15 +557,7 @@ fn pinned_participants_spin_then_park_and_every_stop_still_ends() {
             release.store(true, Ordering::SeqCst);
             assert!(matches!(out, Err(StopError::TimedOut { .. })), "{out:?}");
             // Arrives late: a 10 ms poll on worker 1, ten times the spin.
-            let (started_tx, started_rx) = mpsc::channel();
-            drop(h.spawn_on(1, async move {
-                started_tx.send(()).unwrap();
-                let until = std::time::Instant::now() + Duration::from_millis(10);
-                while std::time::Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-            }));
-            started_rx.recv().unwrap();
+            long_poll(&h, 1, Duration::from_millis(10));
             let h2 = h.clone();
             let out = futures::executor::block_on(h.spawn_on(0, async move {
                 h2.stop_cpus(&WorkerMask::full(2), |w| w * 10).await
@@ -592,15 +598,7 @@ fn a_raised_straggler_is_never_left_raised() {
                 "the straggler runs its task raised after the stop was abandoned"
             );
             // Ran: worker 1 arrives late, after a long poll.
-            let (started_tx, started_rx) = mpsc::channel();
-            drop(h.spawn_on(1, async move {
-                started_tx.send(()).unwrap();
-                let until = std::time::Instant::now() + Duration::from_millis(50);
-                while std::time::Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-            }));
-            started_rx.recv().unwrap();
+            long_poll(&h, 1, Duration::from_millis(50));
             assert_eq!(h.stop_machine_blocking(|w| w, Some(&WorkerMask::of(0))), Ok(0));
             assert!(normal(w0) && normal(w1), "a worker left raised after a stop");
         }
