@@ -26,7 +26,10 @@
 //! tokio runs other tasks runs soon);
 //! the worker whose quiescent state clears a period's last bit wakes its
 //! waiter (after releasing the lock), ahead of the tasks queued on the
-//! waiter's worker ([`context::wake_first`]).
+//! waiter's worker ([`context::wake_first`]). Who raises whom: a worker at
+//! a quiescent point asks [`GracePeriods::overdue`] which workers a period
+//! has waited for too long, and raises or drops them back
+//! ([`priority`](crate::runtime::priority), `scheduler::quiescent`).
 //!
 //! Wakers run on a worker's thread at its quiescent points (and tokio's
 //! driver runs them while the worker is marked idle); user code in a waker
