@@ -251,26 +251,35 @@ fn park_unpark_torture_during_stops() {
         let rt = runtime(4);
         let h = rt.handle().clone();
         let stop = Arc::new(AtomicBool::new(false));
+        let cycles = Arc::new(AtomicUsize::new(0));
         let onoff = std::thread::spawn({
-            let (h, stop) = (h.clone(), stop.clone());
+            let (h, stop, cycles) = (h.clone(), stop.clone(), cycles.clone());
             move || {
-                let mut n = 0u64;
                 let mut i = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let w = 1 + i % 3;
                     futures::executor::block_on(h.park_worker(w)).unwrap();
                     futures::executor::block_on(h.unpark_worker(w)).unwrap();
-                    n += 1;
+                    cycles.fetch_add(1, Ordering::SeqCst);
                     i += 1;
                 }
-                n
             }
         });
         let stoppers: Vec<_> = (0..2)
             .map(|t| {
-                let h = h.clone();
+                let (h, cycles, stop) = (h.clone(), cycles.clone(), stop.clone());
                 std::thread::spawn(move || {
-                    for i in 0..150 {
+                    // 150 stops, then on until parks and unparks have raced
+                    // them a few times: the lock is not fair, and fast stops
+                    // back to back may all end before the first park gets it.
+                    // Past 150, each stop waits for a park cycle first.
+                    for i in (0..).take_while(|i| *i < 150 || cycles.load(Ordering::SeqCst) < 3) {
+                        if i >= 150 {
+                            let seen = cycles.load(Ordering::SeqCst);
+                            while cycles.load(Ordering::SeqCst) == seen && !stop.load(Ordering::SeqCst) {
+                                std::thread::yield_now();
+                            }
+                        }
                         let out = if (i + t) % 2 == 0 {
                             h.stop_machine_blocking(|_| (), Some(&WorkerMask::full(4)))
                                 .map(drop)
@@ -286,7 +295,8 @@ fn park_unpark_torture_during_stops() {
             s.join().unwrap();
         }
         stop.store(true, Ordering::SeqCst);
-        assert!(onoff.join().unwrap() > 0);
+        onoff.join().unwrap();
+        assert!(cycles.load(Ordering::SeqCst) >= 3);
         for w in 0..4 {
             assert!(h.is_online(w));
         }
