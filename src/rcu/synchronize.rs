@@ -4,8 +4,8 @@ use super::grace::PeriodKey;
 use crate::rcu::read_section;
 use crate::runtime::context;
 use crate::runtime::handle::Handle;
-use crate::runtime::priority::Cause;
 use crate::runtime::shared::Shared;
+use crate::stop::stopper::QUIESCE;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ impl Future for Synchronize {
             let idle = |w: usize| Some(w) == here || shared.workers[w].is_idle();
             // At its next poll boundary, not just its next tick.
             let notify = |w: usize| {
-                shared.workers[w].stopper.request_quiescent();
+                shared.workers[w].stopper.hint(QUIESCE);
                 shared.workers[w].notify();
             };
             this.state = match shared.grace.open(idle, notify) {
@@ -62,9 +62,7 @@ impl Drop for Synchronize {
         if let State::Open(key) = std::mem::replace(&mut self.state, State::Done) {
             // A worker raised for this period, still in a poll, would not
             // drop back by itself until that poll ends.
-            for w in self.shared.grace.close(key) {
-                self.shared.workers[w].priority.restore_if_raised(Cause::Grace);
-            }
+            self.shared.lower_grace_raises_of(self.shared.grace.close(key));
         }
     }
 }

@@ -149,11 +149,11 @@ impl WorkerLoop {
                 worker.set_polling(None);
                 // Between two polls no read closure runs here: a grace
                 // period waiting for this worker need not wait for the tick.
-                if pending & QUIESCE != 0 && worker.stopper.take_quiescent() {
+                if pending & QUIESCE != 0 && worker.stopper.take_hint(QUIESCE) {
                     quiescent(&local.shared, worker);
                 }
                 // A task woken to resume first runs next, not next tick.
-                if pending & RESUME != 0 && worker.stopper.take_resume() {
+                if pending & RESUME != 0 && worker.stopper.take_hint(RESUME) {
                     worker.take_remote(&mut local.queue.borrow_mut());
                 }
                 if pending & !HINTS != 0 && service::serve(&local.shared, worker) == Flow::Exit {
@@ -209,7 +209,7 @@ fn quiescent(shared: &Shared, worker: &Worker) {
     // under the periods' lock, that this worker is still left.
     worker.priority.restore_if_raised(Cause::Grace);
     if open && shared.boosting.load(Ordering::Relaxed) && tend_late(shared, worker.index) {
-        worker.stopper.request_quiescent();
+        worker.stopper.hint(QUIESCE);
     }
 }
 
@@ -227,9 +227,7 @@ fn tend_late(shared: &Shared, here: usize) -> bool {
             shared.stats.count_boost();
         }
     }
-    for w in overdue.lower {
-        shared.workers[w].priority.restore_if_raised(Cause::Grace);
-    }
+    shared.lower_grace_raises_of(overdue.lower);
     overdue.watch
 }
 

@@ -56,8 +56,13 @@ impl Shared {
     /// parks, goes offline or exits), and one of them may be in a poll that
     /// never yields. A worker still late is raised again by one that runs.
     pub(crate) fn lower_grace_raises(&self) {
-        for w in &self.workers {
-            w.priority.restore_if_raised(Cause::Grace);
+        self.lower_grace_raises_of(0..self.workers.len());
+    }
+
+    /// Drops back `workers`, where a grace period raised them.
+    pub(crate) fn lower_grace_raises_of(&self, workers: impl IntoIterator<Item = usize>) {
+        for w in workers {
+            self.workers[w].priority.restore_if_raised(Cause::Grace);
         }
     }
 

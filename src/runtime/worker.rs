@@ -37,7 +37,7 @@
 use super::idle::IdleState;
 use super::priority::Priority;
 use super::task::{TaskId, TaskInfo};
-use crate::stop::stopper::Stopper;
+use crate::stop::stopper::{RESUME, Stopper};
 use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::thread::Thread;
@@ -119,11 +119,6 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Whether the worker is pinned to a CPU no other worker is pinned to.
-    pub(crate) fn has_cpu_alone(&self) -> bool {
-        self.cpu.is_some() && self.siblings.is_empty()
-    }
-
     pub(crate) fn new(index: usize, cpu: Option<usize>, siblings: Vec<usize>) -> Worker {
         Worker {
             index,
@@ -152,6 +147,11 @@ impl Worker {
         }
     }
 
+    /// Whether the worker is pinned to a CPU no other worker is pinned to.
+    pub(crate) fn has_cpu_alone(&self) -> bool {
+        self.cpu.is_some() && self.siblings.is_empty()
+    }
+
     /// Queues a task woken off the worker's thread, and wakes the worker;
     /// with `first`, ahead of the queue, taken at its next poll boundary.
     pub(crate) fn push_remote(&self, runnable: Runnable<TaskInfo>, first: bool) {
@@ -160,7 +160,7 @@ impl Worker {
             let at = remote.first;
             remote.tasks.insert(at, runnable);
             remote.first += 1;
-            self.stopper.request_resume();
+            self.stopper.hint(RESUME);
         } else {
             remote.tasks.push_back(runnable);
         }

@@ -52,7 +52,7 @@ pub(crate) const HOTPLUG: u8 = 2;
 pub(crate) const SHUTDOWN: u8 = 4;
 /// A grace period waits for this worker: it reports a quiescent state at
 /// its next poll boundary. Not derived from `inner`: set and cleared on its
-/// own ([`Stopper::request_quiescent`], [`Stopper::take_quiescent`]), and
+/// own ([`Stopper::hint`], [`Stopper::take_hint`]), and
 /// kept by [`publish`](Stopper::publish).
 pub(crate) const QUIESCE: u8 = 8;
 /// A task woken to resume first ([`wake_first`](crate::runtime::context::wake_first))
@@ -205,28 +205,17 @@ impl Stopper {
             });
     }
 
-    /// Asks the worker to report a quiescent state at its next poll
-    /// boundary (a grace period waits for it); the caller notifies it.
-    pub(crate) fn request_quiescent(&self) {
-        self.pending.fetch_or(QUIESCE, Ordering::SeqCst);
+    /// Sets one of the [`HINTS`] for the worker's next poll boundary
+    /// (`QUIESCE`: a grace period waits for it; `RESUME`: a task to resume
+    /// first waits in its remote queue); the caller notifies it.
+    pub(crate) fn hint(&self, hint: u8) {
+        debug_assert!(hint & !HINTS == 0, "not a hint: {hint}");
+        self.pending.fetch_or(hint, Ordering::SeqCst);
     }
 
-    /// The worker, at a poll boundary: whether a quiescent state was asked
-    /// for, clearing the request.
-    pub(crate) fn take_quiescent(&self) -> bool {
-        self.pending.fetch_and(!QUIESCE, Ordering::SeqCst) & QUIESCE != 0
-    }
-
-    /// Asks the worker to take its remote queue at its next poll boundary:
-    /// a task to resume first waits there. The caller notifies it.
-    pub(crate) fn request_resume(&self) {
-        self.pending.fetch_or(RESUME, Ordering::SeqCst);
-    }
-
-    /// The worker, at a poll boundary: whether a task to resume first was
-    /// queued remotely, clearing the request.
-    pub(crate) fn take_resume(&self) -> bool {
-        self.pending.fetch_and(!RESUME, Ordering::SeqCst) & RESUME != 0
+    /// The worker, at a poll boundary: whether `hint` was set, clearing it.
+    pub(crate) fn take_hint(&self, hint: u8) -> bool {
+        self.pending.fetch_and(!hint, Ordering::SeqCst) & hint != 0
     }
 
     /// Queues `work` if the worker is online; the caller wakes the worker.
