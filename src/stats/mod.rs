@@ -7,6 +7,7 @@ pub use latency::Latency;
 
 use crate::sync::Mutex;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The primitive a stop was requested with.
@@ -278,15 +279,47 @@ impl Measured {
 }
 
 /// Where a runtime accumulates its [`Stats`].
+///
+/// A multi-worker stop lets its caller go on at EXIT and is recorded a
+/// moment later, by the last participant out of it; `unsettled` counts
+/// the stops between the two, and a snapshot waits for them, so that a
+/// caller reading the statistics after its stop returned finds it there.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     inner: Mutex<Stats>,
+    unsettled: AtomicUsize,
 }
+
+/// How long a snapshot waits for stops on their way out to be recorded:
+/// far longer than participants take to see EXIT, short enough that a
+/// snapshot cannot hang on a worker the OS does not run.
+const SETTLE_FOR: Duration = Duration::from_secs(1);
 
 impl Recorder {
     pub(crate) fn new(workers: usize) -> Recorder {
         Recorder {
             inner: Mutex::new(Recorder::empty(workers)),
+            unsettled: AtomicUsize::new(0),
+        }
+    }
+
+    /// A stop has released its caller and will be recorded.
+    pub(crate) fn unsettled(&self) {
+        self.unsettled.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A stop counted by [`unsettled`](Self::unsettled) is recorded.
+    pub(crate) fn settled(&self) {
+        self.unsettled.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Waits (spinning, then yielding) until every stop that released its
+    /// caller has been recorded, or [`SETTLE_FOR`] has passed.
+    fn settle(&self) {
+        let backoff = crossbeam_utils::Backoff::new();
+        let began = std::time::Instant::now();
+        while self.unsettled.load(Ordering::Acquire) != 0 && began.elapsed() < SETTLE_FOR {
+            backoff.snooze();
         }
     }
 
@@ -343,10 +376,12 @@ impl Recorder {
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
+        self.settle();
         self.inner.lock().clone()
     }
 
     pub(crate) fn reset(&self) {
+        self.settle();
         let mut stats = self.inner.lock();
         let workers = stats.workers.len();
         *stats = Recorder::empty(workers);

@@ -11,56 +11,76 @@ use std::task::{Context, Poll};
 type Finisher = Box<dyn FnOnce() + Send>;
 
 /// Counts the stop works still to run and wakes the waiter when the last one
-/// signals.
+/// signals, or earlier, once the stop [releases](Completion::release) it.
 ///
 /// Shared by the works of one stop request, possibly on many workers. Work
-/// that must happen exactly once when the stop ends (releasing claimed
-/// workers, the serialization lock) is attached with [`on_complete`] and runs
-/// on the thread of the last signaller, before the waiter is woken, so the
-/// waiter never observes a half-finished stop.
+/// that must happen exactly once when the stop ends is attached in two
+/// stages, each run on the thread that ends it, before the waiter is woken:
 ///
+/// - [`on_release`]: when the waiter may go on, which a multi-worker stop
+///   decides at EXIT, before its last participants have left their
+///   stoppers (releasing claimed workers, the serialization lock);
+/// - [`on_complete`]: when the last work has signalled (dropping raised
+///   priorities back, recording the stop).
+///
+/// A stop that nobody releases is released when it completes, after its
+/// `on_complete` finishers, so the waiter never observes a half-finished
+/// stop.
+///
+/// [`on_release`]: Completion::on_release
 /// [`on_complete`]: Completion::on_complete
 pub(crate) struct Completion {
     todo: AtomicUsize,
-    // Set after the finishers ran: what waiters test, so that they never
-    // see the count at zero while a claimed worker is still held.
-    finished: AtomicBool,
+    // Set after the release stage ran: what waiters test, so that they
+    // never go on while a claimed worker is still held.
+    released: AtomicBool,
     waker: AtomicWaker,
-    /// The finishers; `None` once they have been taken to run, after which
-    /// a late `on_complete` runs its finisher at once.
+    /// The stages' finishers; `None` once taken to run, after which a late
+    /// registration runs its finisher at once.
+    release: Mutex<Option<Vec<Finisher>>>,
     finish: Mutex<Option<Vec<Finisher>>>,
 }
 
 impl Completion {
     pub(crate) fn new(todo: usize) -> Completion {
+        let stage = || Mutex::new((todo != 0).then(Vec::new));
         Completion {
             todo: AtomicUsize::new(todo),
-            finished: AtomicBool::new(todo == 0),
+            released: AtomicBool::new(todo == 0),
             waker: AtomicWaker::new(),
-            finish: Mutex::new(Some(Vec::new())),
+            release: stage(),
+            finish: stage(),
         }
     }
 
-    /// Runs `f` when the count reaches zero (at once if it already has).
+    /// Runs `f` once, when the waiter is released (at once if it was).
+    pub(crate) fn on_release(&self, f: impl FnOnce() + Send + 'static) {
+        Completion::attach(&self.release, f);
+    }
+
+    /// Runs `f` once, when every work has signalled or the stop ended
+    /// early (at once if that has happened).
     pub(crate) fn on_complete(&self, f: impl FnOnce() + Send + 'static) {
-        let mut finish = self.finish.lock();
-        match finish.as_mut() {
-            // Checked under the lock that `end` takes the list under, so a
+        Completion::attach(&self.finish, f);
+    }
+
+    fn attach(stage: &Mutex<Option<Vec<Finisher>>>, f: impl FnOnce() + Send + 'static) {
+        let mut list = stage.lock();
+        match list.as_mut() {
+            // Checked under the lock the stage is taken under, so a
             // finisher is never added to a list already taken.
-            Some(list) if self.todo.load(Ordering::Acquire) != 0 => list.push(Box::new(f)),
-            _ => {
-                drop(finish);
+            Some(list) => list.push(Box::new(f)),
+            None => {
+                drop(list);
                 f();
             }
         }
     }
 
-    /// One work is done; the last one runs the finishers and wakes the waiter.
     pub(crate) fn signal(&self) {
         self.signal_n(1);
     }
 
-    /// `n` works are done at once (e.g. they could not be queued).
     pub(crate) fn signal_n(&self, n: usize) {
         if n == 0 {
             return;
@@ -70,44 +90,52 @@ impl Completion {
         }
     }
 
-    /// Ends the wait before every work has signalled (an abandoned stop):
-    /// runs the finishers now and wakes the waiter. The late works still
-    /// signal; they find nothing left to do.
+    /// Ends the stop before every work has signalled (it was abandoned).
     pub(crate) fn finish_early(&self) {
         self.end();
     }
 
-    /// Runs the finishers (once: whoever takes the list runs them), then
-    /// lets the waiter go.
-    fn end(&self) {
-        // Only whoever takes the list lets the waiter go, after running it:
-        // an early end racing the last signal must not release the waiter
-        // while the other is still releasing claimed workers.
-        let Some(finish) = self.finish.lock().take() else {
+    /// Lets the waiter go on before the last works have signalled: runs the
+    /// release stage, then wakes the waiter. Only the first call does
+    /// anything.
+    pub(crate) fn release(&self) {
+        // Only whoever takes the list lets the waiter go, after running it.
+        let Some(release) = self.release.lock().take() else {
             return;
         };
-        for f in finish {
+        for f in release {
             f();
         }
-        self.finished.store(true, Ordering::Release);
+        self.released.store(true, Ordering::Release);
         // The caller resumes ahead of its worker's queue.
         if let Some(waker) = self.waker.take() {
             context::wake_first(waker);
         }
     }
 
-    /// Whether every work has signalled.
-    pub(crate) fn is_done(&self) -> bool {
-        self.finished.load(Ordering::Acquire)
+    fn end(&self) {
+        // Only whoever takes the list runs it: an early end racing the last
+        // signal must not run the finishers twice, nor release the waiter
+        // while the other still runs them.
+        let Some(finish) = self.finish.lock().take() else {
+            return;
+        };
+        for f in finish {
+            f();
+        }
+        self.release();
     }
 
-    /// Resolves once every work has signalled.
+    /// Whether the waiter may go on.
+    pub(crate) fn is_done(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
     pub(crate) fn wait(&self) -> Wait<'_> {
         Wait { done: self }
     }
 }
 
-/// The future of [`Completion::wait`].
 pub(crate) struct Wait<'a> {
     done: &'a Completion,
 }

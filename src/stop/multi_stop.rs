@@ -6,7 +6,7 @@ use super::completion::Completion;
 use super::wait::Waiting;
 use crate::cpumask::WorkerMask;
 use crate::error::{StopError, run_caught};
-use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -60,19 +60,34 @@ pub(crate) struct Timeline {
 }
 
 /// One multi-worker stop: the kernel's `struct multi_stop_data`.
+///
+/// | field | written by | read by |
+/// |---|---|---|
+/// | `state` | the coordinator (`start`), the last acknowledger, `abandon` | every participant, the coordinator |
+/// | `ack` | each participant once per state | the same |
+/// | `sleepers` | a participant about to park, and once it woke | whoever changes `state`, to skip the unparks when nobody sleeps |
+/// | `arrived[w]`, `left[w]` | participant `w` only | the stop's reports, a sibling deciding whether to yield its CPU |
+///
+/// A participant adds itself to `sleepers` before it checks `state` one
+/// last time and parks, and a state change is published before `sleepers`
+/// is read (by a read-modify-write), so either the sleeper sees the new
+/// state or its waker sees the sleeper: the Dekker pair that lets the fast
+/// path skip every unpark.
 pub(crate) struct MultiStop<F, R> {
     f: F,
     active: WorkerMask,
     state: AtomicU8,
     ack: AtomicUsize,
     num_threads: AtomicUsize,
-    /// Participant threads, unparked at each state change.
+    /// Participants parked (or about to park) in [`participate`](Self::participate).
+    sleepers: AtomicUsize,
+    /// Participant threads, unparked at each state change while any sleeps.
     threads: Mutex<Vec<Thread>>,
     results: Mutex<Vec<(usize, R)>>,
     error: Mutex<Option<StopError>>,
     /// When each phase was reached, for the stop's statistics; the workers
     /// that reached PREPARE (the others are the stragglers).
-    timeline: Mutex<Timeline>,
+    times: Times,
     /// The stop's tracing span: phase events are its children.
     span: tracing::Span,
     /// When waiting participants give up on the stragglers.
@@ -84,6 +99,67 @@ pub(crate) struct MultiStop<F, R> {
     /// others are late: their OS priority may be raised).
     straggle: std::sync::OnceLock<Straggle>,
     straggled: AtomicBool,
+    /// The worker whose task asked for the stop and takes part in it
+    /// inline, if any (see [`caller_on`](Self::caller_on)).
+    caller: Option<usize>,
+}
+
+/// When a stop reached each phase, as offsets from its creation: one slot
+/// per worker for its arrival and its leaving, each written by that worker
+/// alone, so that recording a time takes no lock. 0 is "not yet".
+struct Times {
+    base: Instant,
+    arrived: Box<[AtomicU64]>,
+    left: Box<[AtomicU64]>,
+    run_start: AtomicU64,
+    run_end: AtomicU64,
+}
+
+impl Times {
+    fn new(workers: usize) -> Times {
+        let slots = || (0..workers).map(|_| AtomicU64::new(0)).collect();
+        Times {
+            base: Instant::now(),
+            arrived: slots(),
+            left: slots(),
+            run_start: AtomicU64::new(0),
+            run_end: AtomicU64::new(0),
+        }
+    }
+
+    /// Records now in `slot`.
+    fn mark(&self, slot: &AtomicU64) {
+        let since = self.base.elapsed().as_nanos();
+        slot.store(u64::try_from(since).unwrap_or(u64::MAX).max(1), Ordering::Release);
+    }
+
+    fn at(&self, slot: &AtomicU64) -> Option<Instant> {
+        match slot.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(self.base + std::time::Duration::from_nanos(ns)),
+        }
+    }
+
+    fn has(slots: &[AtomicU64], w: usize) -> bool {
+        slots.get(w).is_some_and(|s| s.load(Ordering::Acquire) != 0)
+    }
+
+    /// The workers that have a time in `slots`, in the order of their times.
+    fn events(&self, slots: &[AtomicU64]) -> Vec<(usize, Instant)> {
+        let mut events: Vec<(usize, Instant)> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(w, s)| self.at(s).map(|at| (w, at)))
+            .collect();
+        events.sort_by_key(|(_, at)| *at);
+        events
+    }
+
+    fn arrived_mask(&self) -> WorkerMask {
+        (0..self.arrived.len())
+            .filter(|w| Times::has(&self.arrived, *w))
+            .collect()
+    }
 }
 
 /// What a participant that waits too long does about the stragglers.
@@ -96,9 +172,11 @@ impl<F, R> MultiStop<F, R>
 where
     F: Fn(usize) -> R,
 {
+    /// A stop among workers `0..workers` (the participants are a subset).
     pub(crate) fn new(
         f: F,
         active: WorkerMask,
+        workers: usize,
         deadline: Option<Instant>,
         done: Arc<Completion>,
     ) -> MultiStop<F, R> {
@@ -108,15 +186,34 @@ where
             state: AtomicU8::new(State::None as u8),
             ack: AtomicUsize::new(0),
             num_threads: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             results: Mutex::new(Vec::new()),
             error: Mutex::new(None),
-            timeline: Mutex::new(Timeline::default()),
+            times: Times::new(workers),
             span: tracing::Span::none(),
             deadline,
             done,
             straggle: std::sync::OnceLock::new(),
             straggled: AtomicBool::new(false),
+            caller: None,
+        }
+    }
+
+    /// The stop's caller is a task on `worker`, which takes part inline.
+    /// That worker counts as inside the stop until its caller has resumed
+    /// ([`caller_left`](Self::caller_left)), not only until it saw EXIT: a
+    /// sibling sharing its CPU, leaving, then yields the CPU to it instead
+    /// of running tasks over the caller until the OS's next tick.
+    pub(crate) fn caller_on(&mut self, worker: usize) {
+        self.caller = Some(worker);
+    }
+
+    /// The caller's worker is out of the stop (once: later calls do
+    /// nothing).
+    pub(crate) fn caller_left(&self) {
+        if let Some(w) = self.caller.filter(|w| !Times::has(&self.times.left, *w)) {
+            self.times.mark(&self.times.left[w]);
         }
     }
 
@@ -132,8 +229,7 @@ where
         if self.straggled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let arrived: WorkerMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();
-        f(&arrived, &|| self.state() == State::Prepare);
+        f(&self.times.arrived_mask(), &|| self.state() == State::Prepare);
     }
 
     /// Publishes the number of participants and enters PREPARE, unless a
@@ -144,12 +240,12 @@ where
         self.ack.store(num_threads, Ordering::Relaxed);
         *self.threads.lock() = threads;
         self.reached(State::Prepare);
-        // Release: whoever sees PREPARE sees the count and the threads.
+        // Whoever sees PREPARE sees the count and the threads.
         let _ = self.state.compare_exchange(
             State::None as u8,
             State::Prepare as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
         );
         // Either way: a participant that started early may be parked in
         // `None`, and an abandonment before this had no thread to wake.
@@ -157,61 +253,96 @@ where
     }
 
     pub(crate) fn state(&self) -> State {
-        State::from_u8(self.state.load(Ordering::Acquire))
+        State::from_u8(self.state.load(Ordering::SeqCst))
     }
 
-    fn set_state(&self, next: State) {
+    /// Records and publishes `next`, with `acks` acknowledgements to wait
+    /// for in it.
+    fn set_state(&self, next: State, acks: usize) {
         self.reached(next);
-        // The count is reset before the new state is published (Release), so
-        // whoever sees the state sees the fresh count: the kernel's smp_wmb.
-        self.ack
-            .store(self.num_threads.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.state.store(next as u8, Ordering::Release);
+        self.publish(next, acks);
+    }
+
+    fn publish(&self, next: State, acks: usize) {
+        // The count is reset before the new state is published, so whoever
+        // sees the state sees the fresh count: the kernel's smp_wmb.
+        self.ack.store(acks, Ordering::Relaxed);
+        self.state.store(next as u8, Ordering::SeqCst);
         self.wake_all();
     }
 
+    /// Unparks every participant, if any may be parked: called after each
+    /// change of `state`.
     fn wake_all(&self) {
+        // A read-modify-write, not a load: it reads the latest count, so
+        // the pair is sound under acquire/release alone (loom models
+        // `SeqCst` loads as acquire loads, and would not prove it else).
+        if self.sleepers.fetch_add(0, Ordering::SeqCst) == 0 {
+            return;
+        }
         for t in self.threads.lock().iter() {
             t.unpark();
         }
     }
 
-    /// The last participant to acknowledge `state` moves all to the next.
-    /// Leaving PREPARE races [`abandon`](Self::abandon): a compare-exchange
-    /// decides, so a stop is either abandoned before anyone disabled its
-    /// driver or runs to EXIT, never both.
+    /// The last participant to acknowledge a state moves all to the next.
+    /// Only two states are acknowledged: PREPARE by everyone, RUN by the
+    /// active workers.
     fn ack_state(&self, state: State) {
-        if self.ack.fetch_sub(1, Ordering::AcqRel) != 1 || state == State::Exit {
+        if self.ack.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        if state != State::Prepare {
-            self.set_state(State::from_u8(state as u8 + 1));
-            return;
+        match state {
+            State::Prepare => self.all_arrived(),
+            State::Run => self.exit(),
+            _ => {}
         }
-        self.ack
-            .store(self.num_threads.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The last participant to reach PREPARE stops the world. Leaving
+    /// PREPARE races [`abandon`](Self::abandon): a compare-exchange decides,
+    /// so a stop is either abandoned before anyone disabled its driver or
+    /// runs to EXIT, never both.
+    ///
+    /// DISABLE_IRQ is passed through without a round of acknowledgements:
+    /// the kernel's CPUs disable their interrupts on seeing it, but a
+    /// worker stopped turning its driver when it reached its stopper, so by
+    /// now every participant has. What is left is RUN, acknowledged only by
+    /// the workers that run `f`: the others have nothing to report.
+    fn all_arrived(&self) {
         let advanced = self.state.compare_exchange(
             State::Prepare as u8,
             State::DisableIrq as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
         );
-        if advanced.is_ok() {
-            self.wake_all();
-            self.reached(State::DisableIrq);
+        if advanced.is_err() {
+            return;
         }
+        self.reached(State::DisableIrq);
+        match self.active.weight() {
+            0 => self.exit(),
+            runners => self.set_state(State::Run, runners),
+        }
+    }
+
+    /// Every `f` has returned: the caller may go on at once, while the
+    /// participants leave their stoppers on seeing EXIT. Released first, so
+    /// that a caller taking part itself (the inline caller) finds itself
+    /// released as soon as it sees EXIT and never waits for a wake-up.
+    fn exit(&self) {
+        self.reached(State::Exit);
+        self.done.release();
+        self.publish(State::Exit, 0);
     }
 
     /// Records when `state` was reached, and says so at `trace` level.
     fn reached(&self, state: State) {
-        let now = Instant::now();
-        let mut timeline = self.timeline.lock();
         match state {
-            State::Run => timeline.run_start = Some(now),
-            State::Exit => timeline.run_end = Some(now),
+            State::Run => self.times.mark(&self.times.run_start),
+            State::Exit => self.times.mark(&self.times.run_end),
             _ => {}
         }
-        drop(timeline);
         tracing::trace!(parent: &self.span, phase = ?state, "stop phase");
     }
 
@@ -222,7 +353,15 @@ where
 
     /// When each phase was reached.
     pub(crate) fn timeline(&self) -> Timeline {
-        self.timeline.lock().clone()
+        let t = &self.times;
+        let lefts = t.events(&t.left);
+        Timeline {
+            arrivals: t.events(&t.arrived),
+            run_start: t.at(&t.run_start),
+            run_end: t.at(&t.run_end),
+            last_left: lefts.last().map(|(_, at)| *at),
+            lefts,
+        }
     }
 
     /// Gives up on the stragglers if the stop has not left PREPARE: nobody
@@ -234,8 +373,8 @@ where
                 .compare_exchange(
                     from as u8,
                     State::Abandoned as u8,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
                 )
                 .is_ok()
         });
@@ -263,19 +402,24 @@ where
     /// Whether any of `workers` has arrived in this stop and not left it
     /// yet (a participant the OS may have to schedule before it is over).
     pub(crate) fn still_inside(&self, workers: &[usize]) -> bool {
-        if workers.is_empty() {
-            return false;
-        }
-        let t = self.timeline.lock();
+        let t = &self.times;
         workers
             .iter()
-            .any(|w| t.arrivals.iter().any(|(a, _)| a == w) && !t.lefts.iter().any(|(l, _)| l == w))
+            .any(|w| Times::has(&t.arrived, *w) && !Times::has(&t.left, *w))
+    }
+
+    /// Whether every participant but the caller's worker that arrived has
+    /// left the stop.
+    pub(crate) fn others_left(&self) -> bool {
+        let t = &self.times;
+        (0..t.arrived.len())
+            .filter(|w| self.caller != Some(*w))
+            .all(|w| !Times::has(&t.arrived, w) || Times::has(&t.left, w))
     }
 
     /// The participants that had not reached PREPARE.
     pub(crate) fn stragglers(&self, participants: &WorkerMask) -> WorkerMask {
-        let arrived: WorkerMask = self.timeline.lock().arrivals.iter().map(|(w, _)| *w).collect();
-        participants - &arrived
+        participants - &self.times.arrived_mask()
     }
 
     /// A participant's side: follow the states to EXIT, running `f` in RUN
@@ -295,7 +439,7 @@ where
             if state != current {
                 current = state;
                 if state == State::Prepare {
-                    self.timeline.lock().arrivals.push((worker, Instant::now()));
+                    self.times.mark(&self.times.arrived[worker]);
                 }
                 if state == State::Run && self.active.contains(worker) {
                     match run_caught(|| (self.f)(worker)) {
@@ -305,14 +449,13 @@ where
                         }
                     }
                 }
-                if state != State::None {
+                if state == State::Prepare || (state == State::Run && self.active.contains(worker)) {
                     self.ack_state(state);
                 }
                 if state == State::Exit {
-                    let left = Instant::now();
-                    let mut timeline = self.timeline.lock();
-                    timeline.last_left = timeline.last_left.max(Some(left));
-                    timeline.lefts.push((worker, left));
+                    if self.caller != Some(worker) {
+                        self.times.mark(&self.times.left[worker]);
+                    }
                     return;
                 }
                 wait.reset();
@@ -320,26 +463,34 @@ where
                 if current == State::Prepare {
                     self.straggling();
                 }
-                match self.deadline {
-                    Some(deadline) if current == State::Prepare => {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            self.abandon();
-                        } else {
-                            thread::park_timeout(deadline - now);
-                        }
-                    }
-                    _ => thread::park(),
-                }
+                self.sleep_unless_left(current);
             } else {
                 wait.snooze();
             }
         }
     }
 
+    /// Parks until the state leaves `current` (or, in PREPARE, until the
+    /// deadline, which abandons the stop); may return early.
+    fn sleep_unless_left(&self, current: State) {
+        let deadline = self.deadline.filter(|_| current == State::Prepare);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            self.abandon();
+            return;
+        }
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        if self.state() == current {
+            match deadline {
+                Some(d) => thread::park_timeout(d.saturating_duration_since(Instant::now())),
+                None => thread::park(),
+            }
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// The values of `f`, by worker, or the first error.
     pub(crate) fn take_results(&self) -> Result<Vec<(usize, R)>, StopError> {
-        if let Some(e) = self.error.lock().take() {
+        if let Some(e) = self.error.lock().clone() {
             return Err(e);
         }
         let mut results = std::mem::take(&mut *self.results.lock());

@@ -157,7 +157,12 @@ where
         active,
         claim_idle,
     } = plan;
-    let done = Arc::new(Completion::new(participants.weight()));
+    // A caller taking part inline counts once more: the stop is recorded
+    // once its caller, too, is out of it.
+    let here = crate::runtime::context::current_worker_of(shared).filter(|h| participants.contains(h.index));
+    let done = Arc::new(Completion::new(
+        participants.weight() + usize::from(here.is_some()),
+    ));
     let span = tracing::debug_span!(
         "stop",
         kind = request.kind.name(),
@@ -165,8 +170,17 @@ where
         mask = %participants,
         active = %active
     );
-    let mut ms = MultiStop::new(f, active.clone(), request.deadline, done.clone());
+    let mut ms = MultiStop::new(
+        f,
+        active.clone(),
+        shared.workers.len(),
+        request.deadline,
+        done.clone(),
+    );
     ms.set_span(span.clone());
+    if let Some(here) = &here {
+        ms.caller_on(here.index);
+    }
     let ms = Arc::new(ms);
     let snapshot = report::Snapshot::take(shared, &request);
     let (claimed, queued) = {
@@ -255,21 +269,40 @@ where
         w.notify();
     }
     let claimed_ids: Vec<usize> = claimed.iter().map(|w| w.index).collect();
-    done.on_complete(move || {
+    // At EXIT the world restarts: claimed workers may run, and the next
+    // stop may be queued behind the participants still on their way out.
+    // The stop is recorded once they are all out (`Handle::stats` waits
+    // for that), so that the caller need not wait for them.
+    let stats = shared.stats.clone();
+    let (released, unsettled) = (ms.clone(), stats.clone());
+    done.on_release(move || {
         for w in &claimed {
             w.release();
         }
+        // Never left raised once the caller is back.
         for (_, w, _) in &targets {
             w.priority.restore(Cause::Stop);
         }
+        // Not abandoned here, it runs to EXIT: there will be a record.
+        if released.state() != State::Abandoned {
+            unsettled.unsettled();
+        }
         drop(guard);
     });
+    let recorded = ms.clone();
+    done.on_complete(move || {
+        if recorded.state() == State::Exit {
+            let ok = recorded.cancellation().is_none();
+            report::record_multi(&stats, &request, &recorded.timeline(), claimed_ids, ok);
+            stats.settled();
+        }
+    });
+    let caller_out = here.as_ref().map(|_| CallerOut(ms.clone(), done.clone()));
     service::serve_here(shared);
-    if ms.state() == State::Exit
-        && let Some(here) = crate::runtime::context::current_worker_of(shared)
-    {
-        settle(&done, &ms, &here);
+    if let Some(here) = here.filter(|h| !h.siblings.is_empty()) {
+        settle(&ms, &here);
     }
+    drop(caller_out);
     let mut wait = pin!(done.wait());
     if shared
         .watchdog
@@ -289,29 +322,39 @@ where
         let waited: WorkerMask = queued.iter().map(|(w, _)| w.index).collect();
         return Err(snapshot.timed_out(shared, &ms.stragglers(&waited), &request));
     }
-    let results = ms.take_results();
-    let timeline = ms.timeline();
-    report::record_multi(shared, &request, &timeline, claimed_ids, results.is_ok());
-    snapshot.warn_if_slow(shared, &span, &timeline, &request);
-    results
+    snapshot.warn_if_slow(shared, &span, &ms.timeline(), &request);
+    ms.take_results()
 }
 
-/// The caller took part in its stop inline and is out of it: wait a moment
-/// for the other participants to leave too, so that the caller resumes now
-/// rather than behind the tasks queued on its worker. It yields its CPU
-/// while a sibling sharing it is still inside the stop, and otherwise
-/// waits as a participant does ([`Waiting`]). Bounded: a participant
-/// slower than that wakes the caller as usual.
-fn settle<F, R>(done: &Completion, ms: &MultiStop<F, R>, here: &Worker)
+/// The caller took part in its stop inline and is out of it, on a CPU it
+/// shares with other workers: wait a moment for the other participants to
+/// leave too, yielding the CPU while a sibling sharing it is still inside
+/// the stop. Returning at once would run this worker's tasks over a
+/// sibling that needs the CPU to see EXIT, and the OS would let it out
+/// only at its next tick, which the next stop, queued behind it, would
+/// wait for. Bounded ([`Waiting`]); workers alone on their CPU skip this.
+fn settle<F, R>(ms: &MultiStop<F, R>, here: &Worker)
 where
     F: Fn(usize) -> R,
 {
-    let wait = Waiting::new(here.has_cpu_alone());
-    while !done.is_done() && !wait.is_completed() {
+    let wait = Waiting::new(false);
+    while !ms.others_left() && !wait.is_completed() {
         if ms.still_inside(&here.siblings) {
             std::thread::yield_now();
         } else {
             wait.snooze();
         }
+    }
+}
+
+/// The caller's own count in its stop's [`Completion`], when it takes part
+/// inline: signalled once the caller is out of the stop, or when its
+/// future is dropped.
+struct CallerOut<F: Fn(usize) -> R, R>(Arc<MultiStop<F, R>>, Arc<Completion>);
+
+impl<F: Fn(usize) -> R, R> Drop for CallerOut<F, R> {
+    fn drop(&mut self) {
+        self.0.caller_left();
+        self.1.signal();
     }
 }

@@ -7,7 +7,7 @@ use crate::cpumask::WorkerMask;
 use crate::error::{StopError, Straggler};
 use crate::runtime::shared::Shared;
 use crate::runtime::task::TaskId;
-use crate::stats::Measured;
+use crate::stats::{Measured, Recorder};
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
@@ -98,12 +98,12 @@ impl Snapshot {
 }
 
 /// Records a finished multi-worker stop's three timings.
-pub(crate) fn record_multi(shared: &Shared, request: &Request, t: &Timeline, claimed: Vec<usize>, ok: bool) {
+pub(crate) fn record_multi(stats: &Recorder, request: &Request, t: &Timeline, claimed: Vec<usize>, ok: bool) {
     let end = Instant::now();
     let run_start = t.run_start.unwrap_or(end);
     let run_end = t.run_end.unwrap_or(end);
-    record(
-        shared,
+    record_to(
+        stats,
         request,
         Measured {
             kind: request.kind,
@@ -154,10 +154,15 @@ pub(crate) fn record_each(shared: &Shared, request: &Request, runs: &[(usize, In
     );
 }
 
-/// Files a finished stop in the statistics and logs it: one `debug` event
-/// per stop, target `stop_machine::stop`, with its kind, caller and three
-/// durations (the JVM's safepoint log line).
+/// Files a finished stop in the runtime's statistics: see [`record_to`].
 pub(crate) fn record(shared: &Shared, request: &Request, m: Measured) {
+    record_to(&shared.stats, request, m);
+}
+
+/// Files a finished stop in `stats` and logs it: one `debug` event per
+/// stop, target `stop_machine::stop`, with its kind, caller and three
+/// durations (the JVM's safepoint log line).
+pub(crate) fn record_to(stats: &Recorder, request: &Request, m: Measured) {
     tracing::debug!(
         target: "stop_machine::stop",
         kind = request.kind.name(),
@@ -170,7 +175,7 @@ pub(crate) fn record(shared: &Shared, request: &Request, m: Measured) {
     );
     #[cfg(feature = "metrics")]
     super::metrics::export(&m);
-    shared.stats.record(m);
+    stats.record(m);
 }
 
 fn since(events: &[(usize, Instant)], origin: Instant) -> Vec<(usize, Duration)> {

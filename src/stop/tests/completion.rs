@@ -96,14 +96,8 @@ fn model_completion_finish_early() {
 /// A participant abandons the stop (`finish_early`, from its deadline) just
 /// as the coordinator attaches its finisher: the finisher must still run
 /// before the waiter returns, as releasing the claimed workers and the stop
-/// lock is what abandoning is for.
-///
-/// It does not: when `on_complete` locks the finishers between
-/// `finish_early` taking them and setting `finished`, the finisher is queued
-/// after the list was emptied, the waiter returns, and the finisher waits for
-/// the last straggler's `signal`. Ignored until `Completion` is fixed (e.g.
-/// `finish_early` marking the end under the `finish` lock, which
-/// `on_complete` then tests).
+/// lock is what abandoning is for. Attached before the stages are taken,
+/// it runs with them; after, at once: either way before the wait ends.
 #[test]
 fn model_completion_finish_early_before_on_complete() {
     model(3, || {
@@ -129,5 +123,60 @@ fn model_completion_finish_early_before_on_complete() {
         early.join().unwrap();
         done.signal();
         assert_eq!(finished.load(Ordering::Relaxed), 1);
+    });
+}
+
+/// A multi-worker stop at EXIT: the last active participant releases the
+/// waiter (`release`) before the other participants have signalled. The
+/// release stage runs once, before the waiter returns, and sees what the
+/// releasing participant wrote; the completion stage runs once, only after
+/// the last signal, and sees what every participant wrote.
+#[test]
+fn model_completion_release_before_the_last_signal() {
+    model(3, || {
+        let done = Arc::new(Completion::new(2));
+        let results = Arc::new([Shared::new(0u8), Shared::new(0)]);
+        let (released, completed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (r, rs) = (released.clone(), results.clone());
+        done.on_release(move || {
+            assert_eq!(rs[0].get(), 1, "released before the releaser's write");
+            r.fetch_add(1, Ordering::Relaxed);
+        });
+        let (c, rs) = (completed.clone(), results.clone());
+        done.on_complete(move || {
+            for r in rs.iter() {
+                assert_eq!(r.get(), 1, "completed before every work signalled");
+            }
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+        let releaser = {
+            let (done, results) = (done.clone(), results.clone());
+            thread::spawn(move || {
+                results[0].update(|r| *r = 1);
+                done.release();
+                done.signal();
+            })
+        };
+        let late = {
+            let (done, results) = (done.clone(), results.clone());
+            thread::spawn(move || {
+                results[1].update(|r| *r = 1);
+                done.signal();
+            })
+        };
+        crate::sync::model::block_on(done.wait());
+        assert_eq!(
+            released.load(Ordering::Relaxed),
+            1,
+            "release stage not run before the waiter woke"
+        );
+        releaser.join().unwrap();
+        late.join().unwrap();
+        assert_eq!(released.load(Ordering::Relaxed), 1, "release stage ran twice");
+        assert_eq!(
+            completed.load(Ordering::Relaxed),
+            1,
+            "completion stage not run exactly once"
+        );
     });
 }

@@ -62,6 +62,7 @@ fn run(n: usize, active: WorkerMask, abandon: bool) {
             worker * 10
         },
         active.clone(),
+        n,
         None,
         done.clone(),
     ));
@@ -175,6 +176,7 @@ fn model_multi_stop_cancelled_participant() {
                 r.fetch_add(1, Ordering::Relaxed);
             },
             WorkerMask::from(0..2),
+            2,
             None,
             done.clone(),
         ));
