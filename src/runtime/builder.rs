@@ -232,7 +232,7 @@ impl Builder {
     }
 
     /// Logs a `tracing` warning for every stop that took longer than
-    /// `threshold` from request to restart, naming the slowest worker and
+    /// `threshold` from its request until its caller resumed, naming the slowest worker and
     /// the task it was polling when the stop was requested (default 10 ms;
     /// `None` turns it off).
     ///

@@ -138,6 +138,11 @@ impl Handle {
     /// Counters and latency histograms of every stop so far: time to stop,
     /// time stopped and time to restart, by kind and by worker.
     ///
+    /// A multi-worker stop returns to its caller at EXIT and is recorded a
+    /// moment later, by the last worker out of it; this waits for such
+    /// stops (at most a second), so every stop that has returned is in the
+    /// snapshot.
+    ///
     /// # Examples
     ///
     /// ```

@@ -20,11 +20,12 @@ pub(crate) enum State {
     /// Waiting for every participant to reach its stopper.
     Prepare = 1,
     /// Every participant is in its stopper; from here on no worker turns its
-    /// driver (our analogue of disabling interrupts).
+    /// driver (our analogue of disabling interrupts). Passed through without
+    /// acknowledgements: arriving was disabling.
     DisableIrq = 2,
-    /// The active workers run the function; the others wait.
+    /// The active workers run the function and acknowledge; the others wait.
     Run = 3,
-    /// Everyone leaves.
+    /// Everyone leaves; the caller was released just before.
     Exit = 4,
     /// The deadline passed before everyone reached PREPARE: nobody ran `f`,
     /// everyone who arrived leaves, late works do nothing.

@@ -322,7 +322,7 @@ where
         let waited: WorkerMask = queued.iter().map(|(w, _)| w.index).collect();
         return Err(snapshot.timed_out(shared, &ms.stragglers(&waited), &request));
     }
-    snapshot.warn_if_slow(shared, &span, &ms.timeline(), &request);
+    snapshot.warn_if_slow(shared, &span, || ms.timeline(), &request);
     ms.take_results()
 }
 

@@ -65,19 +65,18 @@ impl Snapshot {
         &self,
         shared: &Shared,
         span: &tracing::Span,
-        t: &Timeline,
+        timeline: impl FnOnce() -> Timeline,
         request: &Request,
     ) {
         let Some(threshold) = shared.config.slow_stop else {
             return;
         };
-        let total = t
-            .last_left
-            .unwrap_or_else(Instant::now)
-            .saturating_duration_since(request.at);
+        // Until the caller resumes: the participants may still be leaving.
+        let total = request.at.elapsed();
         if total <= threshold {
             return;
         }
+        let t = timeline();
         let Some(&(slowest, arrived)) = t.arrivals.iter().max_by_key(|(_, at)| *at) else {
             return;
         };
