@@ -149,6 +149,44 @@ fn yield_ping_pong(c: &mut Criterion) {
         tokio_task(&mt, timed(yield_loop(iters * YIELDS)))
     });
     drop(mt);
+
+    // Two-level scheduling inside tokio itself: a `LocalSet` (one future that
+    // polls its own tasks) on the current_thread runtime, as our loop task
+    // polls ours.
+    let ct = tokio_current_thread();
+    g.bench("tokio_local_set", |iters| {
+        let local = tokio::task::LocalSet::new();
+        ct.block_on(local.run_until(async move {
+            tokio::task::spawn_local(timed(yield_loop(iters * YIELDS)))
+                .await
+                .expect("bench task")
+        }))
+    });
+    drop(ct);
+
+    // The one-level alternative: our stopper check as tokio's own hook before
+    // every task poll, no second scheduler. It needs `--cfg tokio_unstable`
+    // (`RUSTFLAGS="--cfg tokio_unstable" cargo bench --bench runtime -- yield`),
+    // which a library cannot ask of every program that uses it.
+    #[cfg(tokio_unstable)]
+    {
+        let pending = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let hook = pending.clone();
+        let hooked = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_before_task_poll(move |_| {
+                if hook.load(Ordering::Acquire) != 0 {
+                    unreachable!("no stop is ever requested here");
+                }
+            })
+            .build()
+            .expect("tokio current_thread runtime with a poll hook");
+        g.bench("tokio_current_thread_poll_hook", |iters| {
+            tokio_task(&hooked, timed(yield_loop(iters * YIELDS)))
+        });
+        drop(hooked);
+        drop(pending);
+    }
     g.finish();
 }
 

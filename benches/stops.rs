@@ -236,9 +236,18 @@ where
     });
 }
 
-/// Benchmarks `stop_machine(noop, None)` from a task on worker 0 that sleeps
-/// on a tokio timer before each stop; only the stop is timed.
-fn woken_by_timer(g: &mut Group<'_>, rt: &Runtime, id: &str) {
+/// What the caller does before each stop of [`before_each_stop`].
+#[derive(Clone, Copy)]
+enum Before {
+    /// Sleeps 50 µs on a tokio timer (its worker parks in the driver).
+    Sleep,
+    /// Spins for 1 ms in the task (its worker never parks).
+    Spin,
+}
+
+/// Benchmarks `stop_machine(noop, None)` from a task on worker 0 that
+/// sleeps or spins before each stop; only the stop is timed.
+fn before_each_stop(g: &mut Group<'_>, rt: &Runtime, id: &str, before: Before) {
     let recorder = g.recorder(id);
     g.bench(id, |iters| {
         let (recorder, h) = (recorder.clone(), rt.handle().clone());
@@ -246,7 +255,15 @@ fn woken_by_timer(g: &mut Group<'_>, rt: &Runtime, id: &str) {
             let mut ops = Vec::with_capacity((iters * STOPS) as usize);
             let mut total = Duration::ZERO;
             for _ in 0..iters * STOPS {
-                tokio::time::sleep(Duration::from_micros(50)).await;
+                match before {
+                    Before::Sleep => tokio::time::sleep(Duration::from_micros(50)).await,
+                    Before::Spin => {
+                        let began = Instant::now();
+                        while began.elapsed() < Duration::from_millis(1) {
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
                 let t = Instant::now();
                 h.stop_machine(noop, None).await.expect("stop");
                 let d = t.elapsed();
@@ -296,7 +313,11 @@ fn stops_with(c: &mut Criterion, label: &str, rt: &Runtime) {
         if load == Load::Idle {
             // stop_machine(noop, None) from a task just woken by a tokio timer, the other workers asleep: the
             // caller's worker was parked in its driver a moment ago, the others are claimed unwoken.
-            woken_by_timer(&mut g, rt, &format!("stop_machine_{l}_woken_task"));
+            before_each_stop(&mut g, rt, &format!("stop_machine_{l}_woken_task"), Before::Sleep);
+            // The same after spinning 1 ms instead: the worker never parks, and
+            // what is left of the difference to the back-to-back stop is the
+            // stop's code and data gone cold meanwhile.
+            before_each_stop(&mut g, rt, &format!("stop_machine_{l}_spun_task"), Before::Spin);
         }
         if load != Load::Tcp {
             // stop_cpus(all, noop) from a task on worker 0: every worker runs the function, idle ones are woken.
