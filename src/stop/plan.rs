@@ -182,7 +182,6 @@ where
         ms.caller_on(here.index);
     }
     let ms = Arc::new(ms);
-    let snapshot = report::Snapshot::take(shared, &request);
     let (claimed, queued) = {
         let order = shared.queue_lock.lock();
         // All or nothing: hotplug changes a worker's state under this lock,
@@ -268,6 +267,10 @@ where
     for (w, _) in &queued {
         w.notify();
     }
+    // What each worker polls as the stop begins, for the slow-stop warning
+    // and a timeout's report: read once the participants are on their way,
+    // since every read is a cache miss on a line its worker writes.
+    let snapshot = report::Snapshot::take(shared, &request);
     let claimed_ids: Vec<usize> = claimed.iter().map(|w| w.index).collect();
     // At EXIT the world restarts: claimed workers may run, and the next
     // stop may be queued behind the participants still on their way out.
