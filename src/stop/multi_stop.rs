@@ -82,7 +82,8 @@ pub(crate) struct MultiStop<F, R> {
     num_threads: AtomicUsize,
     /// Participants parked (or about to park) in [`participate`](Self::participate).
     sleepers: AtomicUsize,
-    /// Participant threads, unparked at each state change while any sleeps.
+    /// The threads of participants that have slept in this stop, unparked
+    /// at each state change while any sleeps.
     threads: Mutex<Vec<Thread>>,
     results: Mutex<Vec<(usize, R)>>,
     error: Mutex<Option<StopError>>,
@@ -236,12 +237,11 @@ where
     /// Publishes the number of participants and enters PREPARE, unless a
     /// participant was refused meanwhile (the stop is then abandoned).
     /// Works that started early wait in `None` until this.
-    pub(crate) fn start(&self, num_threads: usize, threads: Vec<Thread>) {
+    pub(crate) fn start(&self, num_threads: usize) {
         self.num_threads.store(num_threads, Ordering::Relaxed);
         self.ack.store(num_threads, Ordering::Relaxed);
-        *self.threads.lock() = threads;
         self.reached(State::Prepare);
-        // Whoever sees PREPARE sees the count and the threads.
+        // Whoever sees PREPARE sees the count.
         let _ = self.state.compare_exchange(
             State::None as u8,
             State::Prepare as u8,
@@ -479,6 +479,13 @@ where
             self.abandon();
             return;
         }
+        // Listed before counted: a waker that sees the count finds the thread.
+        let me = thread::current();
+        let mut threads = self.threads.lock();
+        if !threads.iter().any(|t| t.id() == me.id()) {
+            threads.push(me);
+        }
+        drop(threads);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         if self.state() == current {
             match deadline {

@@ -157,9 +157,13 @@ where
         active,
         claim_idle,
     } = plan;
-    // A caller taking part inline counts once more: the stop is recorded
-    // once its caller, too, is out of it.
-    let here = crate::runtime::context::current_worker_of(shared).filter(|h| participants.contains(h.index));
+    // A caller taking part inline on a CPU it shares with other workers
+    // counts as inside the stop until it has let them out (`settle`), and
+    // once more in the completion: the stop is recorded once it, too, is
+    // out. Alone on its CPU, its worker leaves at EXIT like any other, and
+    // the others (slower to see EXIT) record the stop off the caller's way.
+    let here = crate::runtime::context::current_worker_of(shared)
+        .filter(|h| participants.contains(h.index) && !h.siblings.is_empty());
     let done = Arc::new(Completion::new(
         participants.weight() + usize::from(here.is_some()),
     ));
@@ -257,13 +261,7 @@ where
             },
         ));
     }
-    ms.start(
-        queued.len(),
-        queued
-            .iter()
-            .filter_map(|(w, _)| w.thread.get().cloned())
-            .collect(),
-    );
+    ms.start(queued.len());
     for (w, _) in &queued {
         w.notify();
     }
@@ -302,8 +300,8 @@ where
     });
     let caller_out = here.as_ref().map(|_| CallerOut(ms.clone(), done.clone()));
     service::serve_here(shared);
-    if let Some(here) = here.filter(|h| !h.siblings.is_empty()) {
-        settle(&ms, &here);
+    if let Some(here) = &here {
+        settle(&ms, here);
     }
     drop(caller_out);
     let mut wait = pin!(done.wait());

@@ -94,8 +94,7 @@ fn run(n: usize, active: WorkerMask, abandon: bool) {
         .collect();
 
     // The coordinator.
-    let threads = participants.iter().map(|h| h.thread().clone()).collect();
-    ms.start(n, threads);
+    ms.start(n);
     let abandoned = abandon && ms.abandon();
     crate::sync::model::block_on(done.wait());
     if !abandoned {
@@ -195,7 +194,7 @@ fn model_multi_stop_cancelled_participant() {
             })
         };
         refused.join().unwrap();
-        ms.start(1, vec![early.thread().clone()]);
+        ms.start(1);
         crate::sync::model::block_on(done.wait());
         early.join().unwrap();
         assert_eq!(ms.state(), State::Abandoned);
