@@ -477,3 +477,60 @@ fn storm_of_concurrent_stops_and_hotplug_does_not_deadlock() {
         );
     });
 }
+
+/// A stop returns to its caller at EXIT, before every participant has
+/// left, and is recorded by the last one out; the statistics still count
+/// every stop that has returned, for its kind and for each worker (taking
+/// part or claimed), whoever the caller is: a task taking part inline, an
+/// outside thread, and with workers sharing a CPU.
+#[test]
+fn the_statistics_hold_every_stop_that_has_returned() {
+    watchdog("stats_after_return", || {
+        for (workers, pin) in [(2, false), (4, true)] {
+            let rt = stop_machine::Runtime::builder()
+                .workers(workers)
+                .pin(pin)
+                .build()
+                .unwrap();
+            let h = rt.handle().clone();
+            let busy = Arc::new(AtomicBool::new(true));
+            // Worker 1 always takes part; the others may be claimed idle.
+            let b = busy.clone();
+            h.spawn_on(1, async move {
+                while b.load(Ordering::Relaxed) {
+                    tokio::task::yield_now().await;
+                }
+            });
+            for i in 1..=100u64 {
+                let got = if i % 2 == 0 {
+                    h.stop_machine_blocking(|w| w, None)
+                } else {
+                    let h2 = h.clone();
+                    futures::executor::block_on(h.spawn_on(0, async move {
+                        let out = h2.stop_machine(|w| w, None).await;
+                        // Read from the caller's own task, right as it resumes.
+                        (out, h2.stats().kind(stop_machine::StopKind::Machine).count)
+                    }))
+                    .map(|(out, count)| {
+                        assert_eq!(count, i, "stop {i} not counted as its caller resumed");
+                        out
+                    })
+                    .unwrap()
+                };
+                assert!(got.is_ok(), "stop {i}: {got:?}");
+                let stats = h.stats();
+                assert_eq!(stats.kind(stop_machine::StopKind::Machine).count, i);
+                for w in 0..workers {
+                    let ws = stats.worker(w).unwrap();
+                    assert_eq!(ws.stops, i, "worker {w} after stop {i}");
+                    assert_eq!(
+                        ws.time_to_restart.count(),
+                        ws.stops - ws.claimed,
+                        "worker {w}: one restart per stop it took part in"
+                    );
+                }
+            }
+            busy.store(false, Ordering::Relaxed);
+        }
+    });
+}
