@@ -487,9 +487,11 @@ fn storm_of_concurrent_stops_and_hotplug_does_not_deadlock() {
 fn the_statistics_hold_every_stop_that_has_returned() {
     watchdog("stats_after_return", || {
         for (workers, pin) in [(2, false), (4, true)] {
+            // Exact counts: no stops but the test's (CI sets STOP_MACHINE_STOP_A_LOT).
             let rt = stop_machine::Runtime::builder()
                 .workers(workers)
                 .pin(pin)
+                .stop_a_lot(0)
                 .build()
                 .unwrap();
             let h = rt.handle().clone();
