@@ -9,6 +9,8 @@
 //! A real service serves `handle.render()` on its `/metrics` endpoint.
 
 use metrics_exporter_prometheus::PrometheusBuilder;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use stop_machine::{Runtime, WorkerMask};
 
@@ -21,22 +23,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             h.stop_machine(|_| (), None).await?;
         }
         h.stop_cpus(&WorkerMask::full(2), |w| w).await?;
-        // A stop held up past its bound, to show a timeout in the counters.
-        let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = started.clone();
+        // A stop held up past its bound, to show a timeout in the counters:
+        // worker 1 polls a task that does not yield until the stop has
+        // given up, whatever the OS's timing.
+        let started = Arc::new(AtomicBool::new(false));
+        let gave_up = Arc::new(AtomicBool::new(false));
+        let (flag, done) = (started.clone(), gave_up.clone());
         let hog = h.spawn_on(1, async move {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            let until = std::time::Instant::now() + Duration::from_millis(50);
-            while std::time::Instant::now() < until {
+            flag.store(true, Ordering::SeqCst);
+            while !done.load(Ordering::SeqCst) {
                 std::hint::spin_loop();
             }
         });
-        while !started.load(std::sync::atomic::Ordering::SeqCst) {
+        while !started.load(Ordering::SeqCst) {
             tokio::task::yield_now().await;
         }
         let timed_out = h
             .stop_machine_timeout(|_| (), None, Duration::from_millis(10))
             .await;
+        gave_up.store(true, Ordering::SeqCst);
         assert!(timed_out.is_err());
         hog.await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
