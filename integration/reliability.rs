@@ -9,7 +9,7 @@ use common::{in_child, runtime, watchdog};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::Duration;
-use stop_machine::{Handle, StopError, WorkerMask};
+use stop_machine::{Handle, Runtime, StopError, WorkerMask};
 
 /// Runs `stop_cpus(&[worker])` with a function that holds the stop lock
 /// (and the worker) until the returned sender is dropped or sent to.
@@ -680,5 +680,54 @@ fn a_worker_raised_for_a_grace_period_drops_back() {
             wait_until(|| normal(w0) && normal(w1));
         }
         busy.store(false, Ordering::SeqCst);
+    });
+}
+
+/// More workers than CPUs, pinned: the caller's worker shares its CPU with
+/// a sibling that reaches the stop, while a worker elsewhere never does.
+/// The stop times out, the caller (which lets its siblings out before it
+/// resumes) gets `TimedOut` naming the straggler, and the next stop runs
+/// everywhere with every value.
+#[test]
+fn a_timed_out_stop_lets_a_caller_on_a_shared_cpu_go() {
+    watchdog("shared_cpu_timeout", || {
+        let cpus = Runtime::new().unwrap().handle().num_workers();
+        let rt = Runtime::builder().workers(2 * cpus).build().unwrap();
+        let h = rt.handle().clone();
+        let n = h.num_workers();
+        assert!(h.topology().core_mask_of(0).weight() >= 2);
+        // A straggler off the caller's core where there is one.
+        let late = (1..n)
+            .find(|w| !h.topology().core_mask_of(0).contains(*w))
+            .unwrap_or(1);
+        for _ in 0..3 {
+            let release = Arc::new(AtomicBool::new(false));
+            hog(&h, late, &release);
+            let h2 = h.clone();
+            let out = futures::executor::block_on(h.spawn_on(0, async move {
+                // Every worker active: none is counted as stopped asleep,
+                // so the caller's siblings take part and arrive.
+                let all = WorkerMask::full(n);
+                h2.stop_machine_timeout(|w| w, Some(&all), Duration::from_millis(20))
+                    .await
+            }))
+            .unwrap();
+            release.store(true, Ordering::SeqCst);
+            match out {
+                Err(StopError::TimedOut { stragglers }) => {
+                    let named: Vec<usize> = stragglers.iter().map(|s| s.worker).collect();
+                    // A sibling of the hog's CPU may be late too; the
+                    // caller's worker, which was there, never is.
+                    assert!(named.contains(&late) && !named.contains(&0), "{named:?}");
+                }
+                other => panic!("expected a timeout, got {other:?}"),
+            }
+            let h2 = h.clone();
+            let out = futures::executor::block_on(h.spawn_on(0, async move {
+                h2.stop_cpus(&WorkerMask::full(n), |w| w + 1).await
+            }))
+            .unwrap();
+            assert_eq!(out, Ok((0..n).map(|w| (w, w + 1)).collect()));
+        }
     });
 }

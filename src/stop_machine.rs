@@ -14,9 +14,11 @@ use std::time::Duration;
 
 impl Handle {
     /// Stops every online worker and runs `f` on the active ones while all
-    /// others wait in their stoppers: no task runs anywhere and no worker
-    /// turns its I/O driver until every worker has left the stop. Resolves
-    /// to `f`'s value on the lowest active worker.
+    /// others wait in their stoppers: from the moment every worker has
+    /// stopped until the last `f` has returned (EXIT), no task runs
+    /// anywhere and no worker turns its I/O driver. Resolves to `f`'s value
+    /// on the lowest active worker, as soon as EXIT is reached: the caller
+    /// does not wait for the other workers to leave their stoppers.
     ///
     /// `active`: the workers that run `f(worker)`; `None` runs it once, on
     /// the caller's worker when the caller is a task of this runtime,

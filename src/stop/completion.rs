@@ -19,9 +19,10 @@ type Finisher = Box<dyn FnOnce() + Send>;
 ///
 /// - [`on_release`]: when the waiter may go on, which a multi-worker stop
 ///   decides at EXIT, before its last participants have left their
-///   stoppers (releasing claimed workers, the serialization lock);
-/// - [`on_complete`]: when the last work has signalled (dropping raised
-///   priorities back, recording the stop).
+///   stoppers (releasing claimed workers and the serialization lock,
+///   dropping raised priorities back);
+/// - [`on_complete`]: when the last work has signalled (recording the
+///   stop, with every participant's exit).
 ///
 /// A stop that nobody releases is released when it completes, after its
 /// `on_complete` finishers, so the waiter never observes a half-finished

@@ -50,9 +50,10 @@ impl State {
 pub(crate) struct Timeline {
     /// Each participant's arrival in PREPARE.
     pub(crate) arrivals: Vec<(usize, Instant)>,
-    /// Everyone acknowledged DISABLE_IRQ: the world is stopped.
+    /// Everyone had reached PREPARE, and RUN was published: the world is
+    /// stopped.
     pub(crate) run_start: Option<Instant>,
-    /// Everyone acknowledged RUN.
+    /// Every active worker acknowledged RUN (its `f` returned): EXIT.
     pub(crate) run_end: Option<Instant>,
     /// The last participant left its stopper.
     pub(crate) last_left: Option<Instant>,
@@ -65,9 +66,9 @@ pub(crate) struct Timeline {
 /// | field | written by | read by |
 /// |---|---|---|
 /// | `state` | the coordinator (`start`), the last acknowledger, `abandon` | every participant, the coordinator |
-/// | `ack` | each participant once per state | the same |
+/// | `ack` | `start`, `publish`; then each participant once in PREPARE, each active one once in RUN | the same |
 /// | `sleepers` | a participant about to park, and once it woke | whoever changes `state`, to skip the unparks when nobody sleeps |
-/// | `arrived[w]`, `left[w]` | participant `w` only | the stop's reports, a sibling deciding whether to yield its CPU |
+/// | `arrived[w]`, `left[w]` | participant `w` only (`left` of the caller's worker: its work, once it has settled) | the stop's reports, a sibling deciding whether to yield its CPU |
 ///
 /// A participant adds itself to `sleepers` before it checks `state` one
 /// last time and parks, and a state change is published before `sleepers`
@@ -79,7 +80,6 @@ pub(crate) struct MultiStop<F, R> {
     active: WorkerMask,
     state: AtomicU8,
     ack: AtomicUsize,
-    num_threads: AtomicUsize,
     /// Participants parked (or about to park) in [`participate`](Self::participate).
     sleepers: AtomicUsize,
     /// The threads of participants that have slept in this stop, unparked
@@ -187,7 +187,6 @@ where
             active,
             state: AtomicU8::new(State::None as u8),
             ack: AtomicUsize::new(0),
-            num_threads: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             results: Mutex::new(Vec::new()),
@@ -237,9 +236,8 @@ where
     /// Publishes the number of participants and enters PREPARE, unless a
     /// participant was refused meanwhile (the stop is then abandoned).
     /// Works that started early wait in `None` until this.
-    pub(crate) fn start(&self, num_threads: usize) {
-        self.num_threads.store(num_threads, Ordering::Relaxed);
-        self.ack.store(num_threads, Ordering::Relaxed);
+    pub(crate) fn start(&self, participants: usize) {
+        self.ack.store(participants, Ordering::Relaxed);
         self.reached(State::Prepare);
         // Whoever sees PREPARE sees the count.
         let _ = self.state.compare_exchange(
@@ -435,6 +433,11 @@ where
         loop {
             let state = self.state();
             if state == State::Abandoned {
+                // Out, so that a sibling waiting for it (`still_inside`,
+                // `others_left`) does not wait on.
+                if current != State::None && self.caller != Some(worker) {
+                    self.times.mark(&self.times.left[worker]);
+                }
                 return;
             }
             if state != current {

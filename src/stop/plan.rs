@@ -139,8 +139,10 @@ where
 }
 
 /// Runs `f` through the multi-stop state machine on `plan.participants`.
-/// `guard` (the stop lock, when the caller holds it) is released when every
-/// worker has left the stop, even if the caller's future is dropped before.
+/// `guard` (the stop lock, when the caller holds it) and the claimed idle
+/// workers are released at EXIT (or when the stop is abandoned), even if
+/// the caller's future was dropped before: participants still on their way
+/// out of their stoppers then come before any later stop's work there.
 pub(crate) async fn multi_stop<F, R>(
     shared: &Shared,
     plan: Plan,
@@ -158,14 +160,15 @@ where
         claim_idle,
     } = plan;
     // A caller taking part inline on a CPU it shares with other workers
-    // counts as inside the stop until it has let them out (`settle`), and
-    // once more in the completion: the stop is recorded once it, too, is
-    // out. Alone on its CPU, its worker leaves at EXIT like any other, and
+    // counts as inside the stop until its worker's work has let the others
+    // out (`settle`), and once more in the completion: the stop is recorded
+    // once it, too, is out. Alone on its CPU, its worker leaves at EXIT like any other, and
     // the others (slower to see EXIT) record the stop off the caller's way.
-    let here = crate::runtime::context::current_worker_of(shared)
-        .filter(|h| participants.contains(h.index) && !h.siblings.is_empty());
+    let caller = crate::runtime::context::current_worker_of(shared)
+        .filter(|h| participants.contains(h.index) && !h.siblings.is_empty())
+        .map(|h| h.index);
     let done = Arc::new(Completion::new(
-        participants.weight() + usize::from(here.is_some()),
+        participants.weight() + usize::from(caller.is_some()),
     ));
     let span = tracing::debug_span!(
         "stop",
@@ -182,8 +185,8 @@ where
         done.clone(),
     );
     ms.set_span(span.clone());
-    if let Some(here) = &here {
-        ms.caller_on(here.index);
+    if let Some(caller) = caller {
+        ms.caller_on(caller);
     }
     let ms = Arc::new(ms);
     let (claimed, queued) = {
@@ -224,16 +227,25 @@ where
             let siblings = shared.workers[w].siblings.clone();
             let alone = shared.workers[w].has_cpu_alone();
             move |go: Go| {
+                let ran = go.is_ok();
                 match go {
                     Ok(()) => ms.participate(w, alone),
                     Err(why) => ms.cancelled(why),
                 }
                 done.signal();
-                // A worker sharing its CPU with a participant still in this
-                // stop hands the CPU over once on its way out, so that the
-                // sibling can leave too instead of waiting for the OS's
-                // next tick behind this worker's tasks.
-                if ms.still_inside(&siblings) {
+                if caller == Some(w) {
+                    // The caller's worker, on a shared CPU: out once the
+                    // others are, and then the stop may be recorded.
+                    if ran {
+                        settle(&ms, &siblings);
+                    }
+                    ms.caller_left();
+                    done.signal();
+                } else if ms.still_inside(&siblings) {
+                    // A worker sharing its CPU with a participant still in
+                    // this stop hands the CPU over once on its way out, so
+                    // that the sibling can leave too instead of waiting for
+                    // the OS's next tick behind this worker's tasks.
                     std::thread::yield_now();
                 }
             }
@@ -280,9 +292,11 @@ where
         for w in &claimed {
             w.release();
         }
-        // Never left raised once the caller is back.
+        // Never left raised once the caller is back. The state has left
+        // PREPARE by now, so a raise not yet visible here will find its
+        // straggler no longer late and not happen (`Priority::boost`).
         for (_, w, _) in &targets {
-            w.priority.restore(Cause::Stop);
+            w.priority.restore_if_raised(Cause::Stop);
         }
         // Not abandoned here, it runs to EXIT: there will be a record.
         if released.state() != State::Abandoned {
@@ -298,12 +312,7 @@ where
             stats.settled();
         }
     });
-    let caller_out = here.as_ref().map(|_| CallerOut(ms.clone(), done.clone()));
     service::serve_here(shared);
-    if let Some(here) = &here {
-        settle(&ms, here);
-    }
-    drop(caller_out);
     let mut wait = pin!(done.wait());
     if shared
         .watchdog
@@ -327,35 +336,23 @@ where
     ms.take_results()
 }
 
-/// The caller took part in its stop inline and is out of it, on a CPU it
-/// shares with other workers: wait a moment for the other participants to
-/// leave too, yielding the CPU while a sibling sharing it is still inside
-/// the stop. Returning at once would run this worker's tasks over a
-/// sibling that needs the CPU to see EXIT, and the OS would let it out
+/// The caller's worker is out of its stop, on a CPU it shares with other
+/// workers (`siblings`): wait a moment for the other participants to leave
+/// too, yielding the CPU while a sibling is still inside the stop.
+/// Returning at once would run this worker's tasks (the caller first) over
+/// a sibling that needs the CPU to see EXIT, and the OS would let it out
 /// only at its next tick, which the next stop, queued behind it, would
-/// wait for. Bounded ([`Waiting`]); workers alone on their CPU skip this.
-fn settle<F, R>(ms: &MultiStop<F, R>, here: &Worker)
+/// wait for. Bounded: a few rounds of [`Waiting`], yields included; at once
+/// for an abandoned stop.
+fn settle<F, R>(ms: &MultiStop<F, R>, siblings: &[usize])
 where
     F: Fn(usize) -> R,
 {
     let wait = Waiting::new(false);
-    while !ms.others_left() && !wait.is_completed() {
-        if ms.still_inside(&here.siblings) {
+    while !ms.others_left() && !wait.is_completed() && ms.state() != State::Abandoned {
+        if ms.still_inside(siblings) {
             std::thread::yield_now();
-        } else {
-            wait.snooze();
         }
-    }
-}
-
-/// The caller's own count in its stop's [`Completion`], when it takes part
-/// inline: signalled once the caller is out of the stop, or when its
-/// future is dropped.
-struct CallerOut<F: Fn(usize) -> R, R>(Arc<MultiStop<F, R>>, Arc<Completion>);
-
-impl<F: Fn(usize) -> R, R> Drop for CallerOut<F, R> {
-    fn drop(&mut self) {
-        self.0.caller_left();
-        self.1.signal();
+        wait.snooze();
     }
 }
