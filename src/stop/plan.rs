@@ -162,8 +162,9 @@ where
     // A caller taking part inline on a CPU it shares with other workers
     // counts as inside the stop until its worker's work has let the others
     // out (`settle`), and once more in the completion: the stop is recorded
-    // once it, too, is out. Alone on its CPU, its worker leaves at EXIT like any other, and
-    // the others (slower to see EXIT) record the stop off the caller's way.
+    // once it, too, is out. Alone on its CPU, its worker leaves at EXIT like
+    // any other, and the others (slower to see EXIT) record the stop off the
+    // caller's way.
     let caller = crate::runtime::context::current_worker_of(shared)
         .filter(|h| participants.contains(h.index) && !h.siblings.is_empty())
         .map(|h| h.index);
