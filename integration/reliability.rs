@@ -9,7 +9,7 @@ use common::{in_child, runtime, watchdog};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::Duration;
-use stop_machine::{Handle, Runtime, StopError, WorkerMask};
+use stop_machine::{Handle, StopError, WorkerMask};
 
 /// Runs `stop_cpus(&[worker])` with a function that holds the stop lock
 /// (and the worker) until the returned sender is dropped or sent to.
@@ -691,8 +691,7 @@ fn a_worker_raised_for_a_grace_period_drops_back() {
 #[test]
 fn a_timed_out_stop_lets_a_caller_on_a_shared_cpu_go() {
     watchdog("shared_cpu_timeout", || {
-        let cpus = Runtime::new().unwrap().handle().num_workers();
-        let rt = Runtime::builder().workers(2 * cpus).build().unwrap();
+        let rt = common::oversubscribed();
         let h = rt.handle().clone();
         let n = h.num_workers();
         assert!(h.topology().core_mask_of(0).weight() >= 2);

@@ -10,8 +10,7 @@ use stop_machine::{CpuMask, Runtime, StopError, WorkerMask};
 fn stop_core_runs_on_exactly_the_workers_of_that_core() {
     watchdog("stop_core", || {
         // Twice as many workers as CPUs: each core has at least two workers.
-        let cpus = Runtime::new().unwrap().handle().num_workers();
-        let rt = Runtime::builder().workers(2 * cpus).build().unwrap();
+        let rt = common::oversubscribed();
         let h = rt.handle().clone();
         for w in 0..h.num_workers() {
             let ran: WorkerMask = futures::executor::block_on(h.stop_core(w, |w| w))

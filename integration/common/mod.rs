@@ -39,6 +39,19 @@ pub fn runtime(n: usize) -> stop_machine::Runtime {
         .expect("runtime")
 }
 
+/// A runtime of twice as many pinned workers as this machine has CPUs:
+/// every worker shares its CPU with at least one other.
+pub fn oversubscribed() -> stop_machine::Runtime {
+    let cpus = stop_machine::Runtime::new()
+        .expect("runtime")
+        .handle()
+        .num_workers();
+    stop_machine::Runtime::builder()
+        .workers(2 * cpus)
+        .build()
+        .expect("runtime")
+}
+
 /// The names of this process's threads.
 pub fn thread_names() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")

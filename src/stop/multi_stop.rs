@@ -210,11 +210,20 @@ where
         self.caller = Some(worker);
     }
 
-    /// The caller's worker is out of the stop (once: later calls do
-    /// nothing).
+    /// The caller's worker is out of the stop: called once, by its work,
+    /// after it settled.
     pub(crate) fn caller_left(&self) {
-        if let Some(w) = self.caller.filter(|w| !Times::has(&self.times.left, *w)) {
+        if let Some(w) = self.caller {
             self.times.mark(&self.times.left[w]);
+        }
+    }
+
+    /// Participant `worker`, which had arrived, is out of its stopper;
+    /// the caller's worker counts as out only once its caller has settled
+    /// ([`caller_left`](Self::caller_left)).
+    fn leave(&self, worker: usize) {
+        if self.caller != Some(worker) {
+            self.times.mark(&self.times.left[worker]);
         }
     }
 
@@ -435,8 +444,8 @@ where
             if state == State::Abandoned {
                 // Out, so that a sibling waiting for it (`still_inside`,
                 // `others_left`) does not wait on.
-                if current != State::None && self.caller != Some(worker) {
-                    self.times.mark(&self.times.left[worker]);
+                if current != State::None {
+                    self.leave(worker);
                 }
                 return;
             }
@@ -457,9 +466,7 @@ where
                     self.ack_state(state);
                 }
                 if state == State::Exit {
-                    if self.caller != Some(worker) {
-                        self.times.mark(&self.times.left[worker]);
-                    }
+                    self.leave(worker);
                     return;
                 }
                 wait.reset();
