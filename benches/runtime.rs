@@ -143,6 +143,28 @@ fn yield_ping_pong(c: &mut Criterion) {
     });
     drop(ct);
 
+    // The same in a process of more than one thread, as every program on
+    // stop-machine is (its main thread and a worker): the fair baseline. The
+    // kernel skips the reference count on the epoll file at each driver turn
+    // only while a process has a single thread (see `epoll_wait_*` below).
+    let ct = tokio_current_thread();
+    let beside = SecondThread::start();
+    g.bench("tokio_current_thread_beside_a_thread", |iters| {
+        tokio_task(&ct, timed(yield_loop(iters * YIELDS)))
+    });
+    drop(beside);
+    drop(ct);
+
+    // The physical floor of each yield on either runtime: one driver turn,
+    // an `epoll_wait` with a zero timeout, in a single-threaded process and
+    // beside a second thread.
+    g.bench("epoll_wait_zero_timeout", |iters| epoll_waits(iters * YIELDS));
+    let beside = SecondThread::start();
+    g.bench("epoll_wait_zero_timeout_beside_a_thread", |iters| {
+        epoll_waits(iters * YIELDS)
+    });
+    drop(beside);
+
     // The same yield loop on tokio's work-stealing scheduler (its other worker idles).
     let mt = tokio_multi_thread();
     g.bench("tokio_multi_thread", |iters| {
@@ -188,6 +210,44 @@ fn yield_ping_pong(c: &mut Criterion) {
         drop(pending);
     }
     g.finish();
+}
+
+/// A second thread in the process, asleep until dropped.
+struct SecondThread(Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
+
+impl SecondThread {
+    fn start() -> SecondThread {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || while rx.recv().is_ok() {});
+        SecondThread(Some((tx, thread)))
+    }
+}
+
+impl Drop for SecondThread {
+    fn drop(&mut self) {
+        if let Some((tx, thread)) = self.0.take() {
+            drop(tx);
+            thread.join().expect("the second thread");
+        }
+    }
+}
+
+/// `n` zero-timeout `epoll_wait`s on an empty epoll instance.
+fn epoll_waits(n: u64) -> Duration {
+    // SAFETY: no preconditions; the fd is closed below.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(fd >= 0, "epoll_create1: {}", std::io::Error::last_os_error());
+    // SAFETY: an all-zero epoll_event is a valid value.
+    let mut events: [libc::epoll_event; 4] = unsafe { std::mem::zeroed() };
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: `fd` is an epoll instance, `events` a writable array of 4.
+        black_box(unsafe { libc::epoll_wait(fd, events.as_mut_ptr(), 4, 0) });
+    }
+    let took = start.elapsed();
+    // SAFETY: `fd` is ours and not used after this.
+    unsafe { libc::close(fd) };
+    took
 }
 
 /// The ping and pong signals of a Notify ping-pong.
