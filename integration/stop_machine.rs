@@ -536,3 +536,35 @@ fn the_statistics_hold_every_stop_that_has_returned() {
         }
     });
 }
+
+/// A task that stops the world again and again within one poll (its worker
+/// may hold back the record of a stop it called inline until the poll
+/// returns) finds every stop in the statistics, each worker's included.
+#[test]
+fn stops_called_within_one_poll_are_all_recorded() {
+    watchdog("stops_within_one_poll", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .stop_a_lot(0)
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        let (values, stats) = futures::executor::block_on(rt.handle().spawn_on(0, async move {
+            let mut values = Vec::new();
+            for _ in 0..50 {
+                values.push(h.stop_machine(|w| w * 10 + 1, None).await.unwrap());
+            }
+            (values, h.stats())
+        }))
+        .unwrap();
+        assert!(
+            values.iter().all(|v| *v == 1),
+            "f runs on the caller's worker 0: {values:?}"
+        );
+        assert_eq!(stats.kind(stop_machine::StopKind::Machine).count, 50);
+        for w in 0..2 {
+            assert_eq!(stats.worker(w).unwrap().stops, 50, "worker {w}");
+        }
+    });
+}

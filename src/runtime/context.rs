@@ -19,6 +19,42 @@ pub(crate) struct LocalWorker {
     /// True while the scheduler tick runs: a task woken then is picked up by
     /// the same tick, so scheduling it needs no wake-up of the loop.
     pub(crate) in_tick: Cell<bool>,
+    /// True while the scheduler polls one of its tasks.
+    pub(crate) in_poll: Cell<bool>,
+    /// Work deferred until the task being polled returns ([`after_poll`]).
+    after_poll: RefCell<Vec<Box<dyn FnOnce()>>>,
+}
+
+impl LocalWorker {
+    pub(crate) fn new(shared: Arc<Shared>, worker: Arc<Worker>) -> LocalWorker {
+        LocalWorker {
+            shared,
+            worker,
+            queue: RefCell::new(VecDeque::new()),
+            in_tick: Cell::new(false),
+            in_poll: Cell::new(false),
+            after_poll: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs the work deferred by [`after_poll`] (the scheduler calls this
+    /// once each task poll returns).
+    #[inline]
+    pub(crate) fn run_after_poll(&self) {
+        // `try_borrow`: a deferred function that asks for this again finds
+        // the list taken, not a panic.
+        if self.after_poll.try_borrow().is_ok_and(|list| !list.is_empty()) {
+            self.run_after_poll_slow();
+        }
+    }
+
+    #[cold]
+    fn run_after_poll_slow(&self) {
+        let list = std::mem::take(&mut *self.after_poll.borrow_mut());
+        for f in list {
+            f();
+        }
+    }
 }
 
 thread_local! {
@@ -105,6 +141,37 @@ impl Drop for HoldGuard {
     fn drop(&mut self) {
         HOLDING.with(|h| h.set(self.0));
     }
+}
+
+/// Runs `f` once the task that this worker is polling returns, before the
+/// worker polls anything else; at once when this thread is not polling one
+/// of our tasks. For work that the task need not wait for: the record of a
+/// stop that it called inline, which would otherwise sit between the stop's
+/// end and the task going on. At most one function waits: a task that
+/// stops again and again in one poll runs the last stop's record at the
+/// end of the next.
+pub(crate) fn after_poll(f: impl FnOnce() + 'static) {
+    let f = with(|local| match local {
+        Some(local) if local.in_poll.get() => {
+            local.run_after_poll();
+            local.after_poll.borrow_mut().push(Box::new(f));
+            None
+        }
+        _ => Some(f),
+    });
+    if let Some(f) = f {
+        f();
+    }
+}
+
+/// Runs now what [`after_poll`] deferred on this thread: for a reader of
+/// what it records, such as the statistics, from inside the same poll.
+pub(crate) fn run_after_poll() {
+    with(|local| {
+        if let Some(local) = local {
+            local.run_after_poll();
+        }
+    });
 }
 
 /// Calls `f` with the current worker, if this thread is one.

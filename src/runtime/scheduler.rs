@@ -15,8 +15,6 @@ use crate::error::panic_message;
 use crate::stop::stopper::{HINTS, QUIESCE, RESUME};
 use crate::sync::Arc;
 use crate::sync::atomic::Ordering;
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
@@ -68,12 +66,7 @@ pub(crate) fn run(shared: Arc<Shared>, worker: Arc<Worker>, rt: tokio::runtime::
         stop_a_lot: config.stop_a_lot,
         since_stop: 0,
     };
-    let local = Rc::new(LocalWorker {
-        shared: shared.clone(),
-        worker: worker.clone(),
-        queue: RefCell::new(VecDeque::new()),
-        in_tick: Cell::new(false),
-    });
+    let local = Rc::new(LocalWorker::new(shared.clone(), worker.clone()));
     context::set(Some(local.clone()));
     let ended = catch_unwind(AssertUnwindSafe(|| {
         rt.block_on(async move { tokio::spawn(looping).await })
@@ -181,7 +174,10 @@ impl WorkerLoop {
             };
             // An aborted task ends itself when run (see `task::Guarded`).
             worker.set_polling(Some(runnable.metadata()));
+            local.in_poll.set(true);
             runnable.run();
+            local.in_poll.set(false);
+            local.run_after_poll();
             polls += 1;
             if let Some(every) = *every_n {
                 *since_stop += 1;

@@ -316,6 +316,9 @@ impl Recorder {
     /// Waits (spinning, then yielding) until every stop that released its
     /// caller has been recorded, or [`SETTLE_FOR`] has passed.
     fn settle(&self) {
+        // A stop this thread's task called inline may have its record
+        // waiting for the task's poll to return.
+        crate::runtime::context::run_after_poll();
         let backoff = crossbeam_utils::Backoff::new();
         let began = std::time::Instant::now();
         while self.unsettled.load(Ordering::Acquire) != 0 && began.elapsed() < SETTLE_FOR {

@@ -308,9 +308,14 @@ where
     let recorded = ms.clone();
     done.on_complete(move || {
         if recorded.state() == State::Exit {
-            let ok = recorded.cancellation().is_none();
-            report::record_multi(&stats, &request, &recorded.timeline(), claimed_ids, ok);
-            stats.settled();
+            // Ended by the caller's own worker (inline, or the last one
+            // out), the record waits until the caller's poll returns: the
+            // caller was released at EXIT and need not wait for it.
+            crate::runtime::context::after_poll(move || {
+                let ok = recorded.cancellation().is_none();
+                report::record_multi(&stats, &request, &recorded.timeline(), claimed_ids, ok);
+                stats.settled();
+            });
         }
     });
     service::serve_here(shared);
