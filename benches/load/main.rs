@@ -75,20 +75,20 @@ fn wait_for_end(limit: Duration) {
 
 fn run(args: &Args) -> std::io::Result<output::Results> {
     let started_unix_ns = unix_ns();
-    let (addr, workers, pinned, recorder) = match args.mode {
+    let (addr, workers, pinned, recorder, handle) = match args.mode {
         Mode::StopMachine => {
             let server = stop_server::start(args)?;
             let (addr, workers, pinned) = (server.addr, server.workers, server.pinned);
-            let recorder = server.recorder.clone();
+            let (recorder, handle) = (server.recorder.clone(), server.handle.clone());
             // The runtime lives until the process exits.
             std::mem::forget(server);
-            (addr, workers, pinned, Some(recorder))
+            (addr, workers, pinned, Some(recorder), Some(handle))
         }
         Mode::Tokio => {
             let server = tokio_server::start(args)?;
             let (addr, workers) = (server.addr, server.workers);
             std::mem::forget(server);
-            (addr, workers, false, None)
+            (addr, workers, false, None, None)
         }
     };
     println!(
@@ -98,6 +98,9 @@ fn run(args: &Args) -> std::io::Result<output::Results> {
     );
     let _ = std::io::stdout().flush();
     wait_for_end(args.duration);
+    if let Some(h) = &handle {
+        eprintln!("{}", output::per_worker(&h.stats(), workers));
+    }
     let stops = recorder.as_ref().map(|r| r.take()).unwrap_or_default();
     Ok(output::Results {
         server: args.mode.name(),

@@ -91,3 +91,22 @@ impl Results {
         )
     }
 }
+
+/// Each worker's share of the stops (from the runtime's own statistics):
+/// how many it took part in, how many of those claimed it asleep, and its
+/// time to reach its stopper.
+pub fn per_worker(stats: &stop_machine::Stats, workers: usize) -> String {
+    let rows: Vec<String> = (0..workers)
+        .filter_map(|w| stats.worker(w).map(|s| (w, s)))
+        .map(|(w, s)| {
+            format!(
+                "worker {w}: {} stops, {} claimed asleep, time to stop p50 {:.1} µs p99 {:.1} µs",
+                s.stops,
+                s.claimed,
+                s.time_to_stop.p50().as_nanos() as f64 / 1e3,
+                s.time_to_stop.quantile(0.99).as_nanos() as f64 / 1e3,
+            )
+        })
+        .collect();
+    format!("stop-machine per worker: {}; {} raised", rows.join("; "), stats.boosts())
+}

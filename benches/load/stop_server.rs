@@ -16,6 +16,7 @@ pub struct Server {
     /// Kept alive until the process exits.
     _runtime: Runtime,
     pub addr: SocketAddr,
+    pub handle: Handle,
     pub workers: usize,
     pub pinned: bool,
     pub recorder: Arc<patcher::Recorder>,
@@ -75,6 +76,7 @@ fn finish(runtime: Runtime, addr: SocketAddr, args: &Args) -> Server {
     }
     Server {
         addr,
+        handle: h.clone(),
         workers: h.num_workers(),
         pinned: h.worker_cpu(0).is_some(),
         recorder,
