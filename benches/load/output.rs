@@ -108,5 +108,9 @@ pub fn per_worker(stats: &stop_machine::Stats, workers: usize) -> String {
             )
         })
         .collect();
-    format!("stop-machine per worker: {}; {} raised", rows.join("; "), stats.boosts())
+    format!(
+        "stop-machine per worker: {}; {} raised",
+        rows.join("; "),
+        stats.boosts()
+    )
 }
