@@ -22,7 +22,7 @@ pub(crate) struct LocalWorker {
     /// True while the scheduler polls one of its tasks.
     pub(crate) in_poll: Cell<bool>,
     /// Work deferred until the task being polled returns ([`after_poll`]).
-    after_poll: RefCell<Vec<Box<dyn FnOnce()>>>,
+    after_poll: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
 impl LocalWorker {
@@ -33,7 +33,7 @@ impl LocalWorker {
             queue: RefCell::new(VecDeque::new()),
             in_tick: Cell::new(false),
             in_poll: Cell::new(false),
-            after_poll: RefCell::new(Vec::new()),
+            after_poll: RefCell::new(None),
         }
     }
 
@@ -43,15 +43,15 @@ impl LocalWorker {
     pub(crate) fn run_after_poll(&self) {
         // `try_borrow`: a deferred function that asks for this again finds
         // the list taken, not a panic.
-        if self.after_poll.try_borrow().is_ok_and(|list| !list.is_empty()) {
+        if self.after_poll.try_borrow().is_ok_and(|f| f.is_some()) {
             self.run_after_poll_slow();
         }
     }
 
     #[cold]
     fn run_after_poll_slow(&self) {
-        let list = std::mem::take(&mut *self.after_poll.borrow_mut());
-        for f in list {
+        let f = self.after_poll.borrow_mut().take();
+        if let Some(f) = f {
             f();
         }
     }
@@ -154,7 +154,7 @@ pub(crate) fn after_poll(f: impl FnOnce() + 'static) {
     let f = with(|local| match local {
         Some(local) if local.in_poll.get() => {
             local.run_after_poll();
-            local.after_poll.borrow_mut().push(Box::new(f));
+            *local.after_poll.borrow_mut() = Some(Box::new(f));
             None
         }
         _ => Some(f),

@@ -38,13 +38,36 @@ pub(crate) struct Completion {
     waker: AtomicWaker,
     /// The stages' finishers; `None` once taken to run, after which a late
     /// registration runs its finisher at once.
-    release: Mutex<Option<Vec<Finisher>>>,
-    finish: Mutex<Option<Vec<Finisher>>>,
+    release: Mutex<Option<Finishers>>,
+    finish: Mutex<Option<Finishers>>,
+}
+
+/// A stage's finishers, in the order attached: the first one (most stages
+/// have one) without a list to allocate.
+#[derive(Default)]
+struct Finishers {
+    first: Option<Finisher>,
+    more: Vec<Finisher>,
+}
+
+impl Finishers {
+    fn push(&mut self, f: Finisher) {
+        match self.first {
+            None => self.first = Some(f),
+            Some(_) => self.more.push(f),
+        }
+    }
+
+    fn run(self) {
+        for f in self.first.into_iter().chain(self.more) {
+            f();
+        }
+    }
 }
 
 impl Completion {
     pub(crate) fn new(todo: usize) -> Completion {
-        let stage = || Mutex::new((todo != 0).then(Vec::new));
+        let stage = || Mutex::new((todo != 0).then(Finishers::default));
         Completion {
             todo: AtomicUsize::new(todo),
             released: AtomicBool::new(todo == 0),
@@ -65,7 +88,7 @@ impl Completion {
         Completion::attach(&self.finish, f);
     }
 
-    fn attach(stage: &Mutex<Option<Vec<Finisher>>>, f: impl FnOnce() + Send + 'static) {
+    fn attach(stage: &Mutex<Option<Finishers>>, f: impl FnOnce() + Send + 'static) {
         let mut list = stage.lock();
         match list.as_mut() {
             // Checked under the lock the stage is taken under, so a
@@ -104,9 +127,7 @@ impl Completion {
         let Some(release) = self.release.lock().take() else {
             return;
         };
-        for f in release {
-            f();
-        }
+        release.run();
         self.released.store(true, Ordering::Release);
         // The caller resumes ahead of its worker's queue.
         if let Some(waker) = self.waker.take() {
@@ -121,9 +142,7 @@ impl Completion {
         let Some(finish) = self.finish.lock().take() else {
             return;
         };
-        for f in finish {
-            f();
-        }
+        finish.run();
         self.release();
     }
 

@@ -111,22 +111,30 @@ pub(crate) struct MultiStop<F, R> {
 /// alone, so that recording a time takes no lock. 0 is "not yet".
 struct Times {
     base: Instant,
-    arrived: Box<[AtomicU64]>,
-    left: Box<[AtomicU64]>,
+    /// Each worker's arrival, then each worker's exit: one allocation.
+    slots: Box<[AtomicU64]>,
     run_start: AtomicU64,
     run_end: AtomicU64,
 }
 
 impl Times {
     fn new(workers: usize) -> Times {
-        let slots = || (0..workers).map(|_| AtomicU64::new(0)).collect();
         Times {
             base: Instant::now(),
-            arrived: slots(),
-            left: slots(),
+            slots: (0..2 * workers).map(|_| AtomicU64::new(0)).collect(),
             run_start: AtomicU64::new(0),
             run_end: AtomicU64::new(0),
         }
+    }
+
+    /// Each worker's arrival in PREPARE.
+    fn arrived(&self) -> &[AtomicU64] {
+        &self.slots[..self.slots.len() / 2]
+    }
+
+    /// Each worker's exit from its stopper.
+    fn left(&self) -> &[AtomicU64] {
+        &self.slots[self.slots.len() / 2..]
     }
 
     /// Records now in `slot`.
@@ -158,8 +166,8 @@ impl Times {
     }
 
     fn arrived_mask(&self) -> WorkerMask {
-        (0..self.arrived.len())
-            .filter(|w| Times::has(&self.arrived, *w))
+        (0..self.arrived().len())
+            .filter(|w| Times::has(self.arrived(), *w))
             .collect()
     }
 }
@@ -214,7 +222,7 @@ where
     /// after it settled.
     pub(crate) fn caller_left(&self) {
         if let Some(w) = self.caller {
-            self.times.mark(&self.times.left[w]);
+            self.times.mark(&self.times.left()[w]);
         }
     }
 
@@ -223,7 +231,7 @@ where
     /// ([`caller_left`](Self::caller_left)).
     fn leave(&self, worker: usize) {
         if self.caller != Some(worker) {
-            self.times.mark(&self.times.left[worker]);
+            self.times.mark(&self.times.left()[worker]);
         }
     }
 
@@ -362,9 +370,9 @@ where
     /// When each phase was reached.
     pub(crate) fn timeline(&self) -> Timeline {
         let t = &self.times;
-        let lefts = t.events(&t.left);
+        let lefts = t.events(t.left());
         Timeline {
-            arrivals: t.events(&t.arrived),
+            arrivals: t.events(t.arrived()),
             run_start: t.at(&t.run_start),
             run_end: t.at(&t.run_end),
             last_left: lefts.last().map(|(_, at)| *at),
@@ -413,16 +421,16 @@ where
         let t = &self.times;
         workers
             .iter()
-            .any(|w| Times::has(&t.arrived, *w) && !Times::has(&t.left, *w))
+            .any(|w| Times::has(t.arrived(), *w) && !Times::has(t.left(), *w))
     }
 
     /// Whether every participant but the caller's worker that arrived has
     /// left the stop.
     pub(crate) fn others_left(&self) -> bool {
         let t = &self.times;
-        (0..t.arrived.len())
+        (0..t.arrived().len())
             .filter(|w| self.caller != Some(*w))
-            .all(|w| !Times::has(&t.arrived, w) || Times::has(&t.left, w))
+            .all(|w| !Times::has(t.arrived(), w) || Times::has(t.left(), w))
     }
 
     /// The participants that had not reached PREPARE.
@@ -452,7 +460,7 @@ where
             if state != current {
                 current = state;
                 if state == State::Prepare {
-                    self.times.mark(&self.times.arrived[worker]);
+                    self.times.mark(&self.times.arrived()[worker]);
                 }
                 if state == State::Run && self.active.contains(worker) {
                     match run_caught(|| (self.f)(worker)) {
