@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--naive-accept POLICY] [--reuseport] [--grace] [--out PATH]
+usage: load <stop-machine|tokio> [--port P] [--duration SECS] [--patch-ms MS] [--workers N] [--no-pin] [--naive-accept POLICY] [--reuseport] [--grace] [--schedstat] [--out PATH]
 
 Serves HTTP/1.1 GET on 127.0.0.1:P (0: any free port; the address is printed
 as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
@@ -24,7 +24,10 @@ as `listening on ADDR`) until SIGTERM or SIGINT, or SECS seconds have passed
                 `stop_machine::spawn` (it stays on its worker);
                 --grace: every MS milliseconds the task waits for a grace
                 period (`Handle::synchronize`) instead of patching under a
-                stop; the \"stop\" figures are then its wait
+                stop; the \"stop\" figures are then its wait;
+                --schedstat: before and after each stop, read the other
+                workers' thread state and run-queue wait from /proc and
+                print the stops by where those workers were
   tokio         the same service on a tokio multi_thread runtime of N worker
                 threads (default: one per CPU), no stops
 
@@ -67,6 +70,9 @@ pub struct Args {
     pub reuseport: bool,
     /// The patcher waits for a grace period instead of stopping the world.
     pub grace: bool,
+    /// Classify each stop by the other workers' scheduler state
+    /// (`schedstat.rs`).
+    pub schedstat: bool,
     pub out: Option<PathBuf>,
 }
 
@@ -89,6 +95,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut naive_accept = None;
     let mut reuseport = false;
     let mut grace = false;
+    let mut schedstat = false;
     let mut out = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -111,6 +118,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--reuseport" => reuseport = true,
             "--grace" => grace = true,
+            "--schedstat" => schedstat = true,
             "--out" => out = Some(PathBuf::from(value(&arg)?)),
             // cargo bench passes --bench to every harness = false binary.
             "--bench" => {}
@@ -131,6 +139,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         naive_accept,
         reuseport,
         grace,
+        schedstat,
         out,
     }))
 }

@@ -15,6 +15,7 @@
 mod args;
 mod output;
 mod patcher;
+mod schedstat;
 mod service;
 mod stop_server;
 mod tokio_server;
@@ -100,6 +101,9 @@ fn run(args: &Args) -> std::io::Result<output::Results> {
     wait_for_end(args.duration);
     if let Some(h) = &handle {
         eprintln!("{}", output::per_worker(&h.stats(), workers));
+    }
+    if let Some(watched) = recorder.as_ref().and_then(|r| r.schedstat()) {
+        eprintln!("{watched}");
     }
     let stops = recorder.as_ref().map(|r| r.take()).unwrap_or_default();
     Ok(output::Results {

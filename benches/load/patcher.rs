@@ -2,6 +2,7 @@
 //! at a fixed interval, and records how long each stop took, split at the
 //! two timestamps its function takes.
 
+use crate::schedstat::Watch;
 use crate::service;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ pub struct Stops {
 #[derive(Default)]
 pub struct Recorder {
     stops: Mutex<Stops>,
+    schedstat: Mutex<Option<Watch>>,
     errors: AtomicU64,
     version: AtomicU64,
 }
@@ -37,6 +39,11 @@ impl Recorder {
     /// The stops so far, taken out of the recorder.
     pub fn take(&self) -> Stops {
         std::mem::take(&mut *self.stops.lock().unwrap())
+    }
+
+    /// The `--schedstat` summary, if it watched.
+    pub fn schedstat(&self) -> Option<String> {
+        self.schedstat.lock().unwrap().as_ref().map(Watch::summary)
     }
 
     /// Stops that failed.
@@ -56,13 +63,22 @@ fn ns(d: Duration) -> u64 {
 
 /// Patches version 1, 2, 3, … into the config every `every`, each time with
 /// `h.stop_machine(f, None)` from this task (so `f` runs on this task's
-/// worker), forever. Run it as a task of `h`'s runtime.
-pub async fn run(h: Handle, every: Duration, recorder: &Recorder) {
+/// worker), forever. Run it as a task of `h`'s runtime on worker 0. With
+/// `schedstat`, classifies each stop by where the other workers were
+/// ([`Watch`]).
+pub async fn run(h: Handle, every: Duration, recorder: &Recorder, schedstat: bool) {
+    if schedstat {
+        match Watch::open(&h, 0).await {
+            Ok(watch) => *recorder.schedstat.lock().unwrap() = Some(watch),
+            Err(e) => eprintln!("--schedstat: {e}"),
+        }
+    }
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await;
     for version in 1.. {
         tick.tick().await;
+        let before = recorder.schedstat.lock().unwrap().as_mut().map(Watch::before);
         let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let called = Instant::now();
         let stopped = h
@@ -81,6 +97,9 @@ pub async fn run(h: Handle, every: Duration, recorder: &Recorder) {
         let resumed = Instant::now();
         match stopped {
             Ok((started, ended)) => {
+                if let (Some(before), Some(watch)) = (before, recorder.schedstat.lock().unwrap().as_mut()) {
+                    watch.after(before, ns(started - called));
+                }
                 recorder.version.store(version, Ordering::Relaxed);
                 let mut stops = recorder.stops.lock().unwrap();
                 stops.at_unix_ns.push(ns(at));

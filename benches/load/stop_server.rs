@@ -65,12 +65,12 @@ fn finish(runtime: Runtime, addr: SocketAddr, args: &Args) -> Server {
     let recorder = Arc::new(patcher::Recorder::default());
     if let Some(every) = args.patch_every {
         let (h2, r) = (h.clone(), recorder.clone());
-        let grace = args.grace;
+        let (grace, schedstat) = (args.grace, args.schedstat);
         h.spawn_on(0, async move {
             if grace {
                 patcher::run_grace(h2, every, &r).await
             } else {
-                patcher::run(h2, every, &r).await
+                patcher::run(h2, every, &r, schedstat).await
             }
         });
     }
