@@ -41,9 +41,9 @@ impl LocalWorker {
     /// once each task poll returns).
     #[inline]
     pub(crate) fn run_after_poll(&self) {
-        // `try_borrow`: a deferred function that asks for this again finds
-        // the list taken, not a panic.
-        if self.after_poll.try_borrow().is_ok_and(|f| f.is_some()) {
+        // The slot is emptied before its function runs: a function that
+        // defers again, or asks for this, finds it free.
+        if self.after_poll.borrow().is_some() {
             self.run_after_poll_slow();
         }
     }
