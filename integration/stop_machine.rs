@@ -568,3 +568,118 @@ fn stops_called_within_one_poll_are_all_recorded() {
         }
     });
 }
+
+/// A worker that serves a stop at a safepoint, inside a poll that goes on,
+/// is the last one out of it: the stop is in its caller's statistics as
+/// soon as the stop has returned, not once that poll ends.
+#[test]
+fn a_stop_served_inside_a_long_poll_is_in_its_callers_statistics() {
+    watchdog("stop_served_in_long_poll", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .stop_a_lot(0)
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        let (started, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (s, r) = (started.clone(), release.clone());
+        let spinner = h.spawn_on(1, async move {
+            s.store(true, Ordering::SeqCst);
+            while !r.load(Ordering::SeqCst) {
+                stop_machine::safepoint();
+                std::hint::spin_loop();
+            }
+        });
+        let h2 = h.clone();
+        let (out, count) = futures::executor::block_on(h.spawn_on(0, async move {
+            while !started.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            // Worker 1 is the only participant, and serves it mid-poll.
+            let out = h2.stop_core(1, |w| w * 10).await;
+            (out, h2.stats().kind(stop_machine::StopKind::Core).count)
+        }))
+        .unwrap();
+        release.store(true, Ordering::SeqCst);
+        futures::executor::block_on(spinner).unwrap();
+        assert_eq!(out, Ok(vec![(1, 10)]));
+        assert_eq!(
+            count, 1,
+            "the returned stop is missing from its caller's statistics"
+        );
+    });
+}
+
+/// A caller whose own worker ends its stop (the only worker), and whose
+/// poll goes on after it: another thread told that the stop returned finds
+/// it in the statistics, each time.
+#[test]
+fn a_stop_whose_callers_poll_goes_on_is_in_everyones_statistics() {
+    watchdog("callers_poll_goes_on", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(1)
+            .pin(false)
+            .stop_a_lot(0)
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        for i in 1..=5u64 {
+            let (returned, told) = std::sync::mpsc::channel();
+            let (go_on, wait) = std::sync::mpsc::channel::<()>();
+            let h2 = h.clone();
+            let task = h.spawn_on(0, async move {
+                let out = h2.stop_machine(|w| w + 7, None).await;
+                returned.send(out).unwrap();
+                // The poll goes on: blocked until the reader is done.
+                wait.recv().unwrap();
+            });
+            assert_eq!(told.recv().unwrap(), Ok(7));
+            assert_eq!(
+                h.stats().kind(stop_machine::StopKind::Machine).count,
+                i,
+                "stop {i}"
+            );
+            go_on.send(()).unwrap();
+            futures::executor::block_on(task).unwrap();
+        }
+    });
+}
+
+/// A stop function whose drop reads the statistics, dropped with the
+/// record of its stop while a second stop of the same poll is on its way:
+/// both stops are recorded, and the reader inside the drop sees the first.
+#[test]
+fn a_stop_functions_drop_may_read_the_statistics() {
+    struct ReadsOnDrop(stop_machine::Handle, Arc<std::sync::Mutex<Option<u64>>>);
+    impl Drop for ReadsOnDrop {
+        fn drop(&mut self) {
+            let count = self.0.stats().kind(stop_machine::StopKind::Machine).count;
+            *self.1.lock().unwrap() = Some(count);
+        }
+    }
+    watchdog("drop_reads_stats", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(1)
+            .pin(false)
+            .stop_a_lot(0)
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let (h2, s) = (h.clone(), seen.clone());
+        let count = futures::executor::block_on(h.spawn_on(0, async move {
+            let guard = ReadsOnDrop(h2.clone(), s);
+            h2.stop_machine(move |w| (&guard, w).1, None).await.unwrap();
+            h2.stop_machine(|w| w, None).await.unwrap();
+            h2.stats().kind(stop_machine::StopKind::Machine).count
+        }))
+        .unwrap();
+        assert_eq!(count, 2);
+        assert!(
+            matches!(*seen.lock().unwrap(), Some(n) if n >= 1),
+            "the drop read {:?}",
+            seen.lock().unwrap()
+        );
+    });
+}

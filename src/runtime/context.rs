@@ -21,8 +21,10 @@ pub(crate) struct LocalWorker {
     pub(crate) in_tick: Cell<bool>,
     /// True while the scheduler polls one of its tasks.
     pub(crate) in_poll: Cell<bool>,
-    /// Work deferred until the task being polled returns ([`after_poll`]).
-    after_poll: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// A poll of this worker left stop records for later
+    /// ([`Recorder::record_later`](crate::stats::Recorder::record_later)):
+    /// the scheduler runs them once the poll returns.
+    pub(crate) records_waiting: Cell<bool>,
 }
 
 impl LocalWorker {
@@ -33,26 +35,7 @@ impl LocalWorker {
             queue: RefCell::new(VecDeque::new()),
             in_tick: Cell::new(false),
             in_poll: Cell::new(false),
-            after_poll: RefCell::new(None),
-        }
-    }
-
-    /// Runs the work deferred by [`after_poll`] (the scheduler calls this
-    /// once each task poll returns).
-    #[inline]
-    pub(crate) fn run_after_poll(&self) {
-        // The slot is emptied before its function runs: a function that
-        // defers again, or asks for this, finds it free.
-        if self.after_poll.borrow().is_some() {
-            self.run_after_poll_slow();
-        }
-    }
-
-    #[cold]
-    fn run_after_poll_slow(&self) {
-        let f = self.after_poll.borrow_mut().take();
-        if let Some(f) = f {
-            f();
+            records_waiting: Cell::new(false),
         }
     }
 }
@@ -143,35 +126,21 @@ impl Drop for HoldGuard {
     }
 }
 
-/// Runs `f` once the task that this worker is polling returns, before the
-/// worker polls anything else; at once when this thread is not polling one
-/// of our tasks. For work that the task need not wait for: the record of a
-/// stop that it called inline, which would otherwise sit between the stop's
-/// end and the task going on. At most one function waits: a task that
-/// stops again and again in one poll runs the last stop's record at the
-/// end of the next.
-pub(crate) fn after_poll(f: impl FnOnce() + 'static) {
-    let f = with(|local| match local {
-        Some(local) if local.in_poll.get() => {
-            local.run_after_poll();
-            *local.after_poll.borrow_mut() = Some(Box::new(f));
-            None
-        }
-        _ => Some(f),
-    });
-    if let Some(f) = f {
-        f();
-    }
+/// Whether this thread is one of our workers polling one of its tasks;
+/// if so, notes that the poll leaves work for the scheduler to run once
+/// it returns ([`LocalWorker::records_waiting`]).
+pub(crate) fn defer_past_poll() -> bool {
+    with(|local| {
+        local
+            .filter(|l| l.in_poll.get())
+            .map(|l| l.records_waiting.set(true))
+            .is_some()
+    })
 }
 
-/// Runs now what [`after_poll`] deferred on this thread: for a reader of
-/// what it records, such as the statistics, from inside the same poll.
-pub(crate) fn run_after_poll() {
-    with(|local| {
-        if let Some(local) = local {
-            local.run_after_poll();
-        }
-    });
+/// Takes this worker's note that records wait ([`defer_past_poll`]).
+pub(crate) fn take_records_waiting() -> bool {
+    with(|local| local.is_some_and(|l| l.records_waiting.replace(false)))
 }
 
 /// Calls `f` with the current worker, if this thread is one.

@@ -177,7 +177,9 @@ impl WorkerLoop {
             local.in_poll.set(true);
             runnable.run();
             local.in_poll.set(false);
-            local.run_after_poll();
+            if local.records_waiting.replace(false) {
+                local.shared.stats.run_waiting();
+            }
             polls += 1;
             if let Some(every) = *every_n {
                 *since_stop += 1;

@@ -284,10 +284,29 @@ impl Measured {
 /// moment later, by the last participant out of it; `unsettled` counts
 /// the stops between the two, and a snapshot waits for them, so that a
 /// caller reading the statistics after its stop returned finds it there.
-#[derive(Debug)]
+///
+/// A record made inside a task's poll (the caller's worker took part
+/// inline, or a worker served the stop at a safepoint) waits in `waiting`
+/// instead of sitting between the stop's end and that task going on: the
+/// worker runs it once the poll returns, and a snapshot from any thread
+/// runs what waits before it looks, so no poll, however long, holds a
+/// record back.
 pub(crate) struct Recorder {
     inner: Mutex<Stats>,
     unsettled: AtomicUsize,
+    waiting: Mutex<Vec<Record>>,
+}
+
+/// A stop's record, to make later.
+type Record = Box<dyn FnOnce() + Send>;
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("inner", &self.inner)
+            .field("unsettled", &self.unsettled)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a snapshot waits for stops on their way out to be recorded:
@@ -300,6 +319,28 @@ impl Recorder {
         Recorder {
             inner: Mutex::new(Recorder::empty(workers)),
             unsettled: AtomicUsize::new(0),
+            waiting: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `record` now, or, inside a task's poll on a worker, once that
+    /// poll returns (or sooner, when a snapshot is taken).
+    pub(crate) fn record_later(&self, record: impl FnOnce() + Send + 'static) {
+        if !crate::runtime::context::defer_past_poll() {
+            return record();
+        }
+        self.waiting.lock().push(Box::new(record));
+    }
+
+    /// Runs every record waiting, one at a time, so that a record whose
+    /// drops read the statistics finds the others still to run.
+    pub(crate) fn run_waiting(&self) {
+        loop {
+            let next = self.waiting.lock().pop();
+            match next {
+                Some(record) => record(),
+                None => return,
+            }
         }
     }
 
@@ -316,12 +357,15 @@ impl Recorder {
     /// Waits (spinning, then yielding) until every stop that released its
     /// caller has been recorded, or [`SETTLE_FOR`] has passed.
     fn settle(&self) {
-        // A stop this thread's task called inline may have its record
-        // waiting for the task's poll to return.
-        crate::runtime::context::run_after_poll();
         let backoff = crossbeam_utils::Backoff::new();
         let began = std::time::Instant::now();
-        while self.unsettled.load(Ordering::Acquire) != 0 && began.elapsed() < SETTLE_FOR {
+        loop {
+            // Records left inside a poll, including any left since the
+            // last look: the snapshot makes them itself.
+            self.run_waiting();
+            if self.unsettled.load(Ordering::Acquire) == 0 || began.elapsed() >= SETTLE_FOR {
+                return;
+            }
             backoff.snooze();
         }
     }

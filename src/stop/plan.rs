@@ -159,6 +159,11 @@ where
         active,
         claim_idle,
     } = plan;
+    // A task that stops again within the same poll makes its last stop's
+    // record here, before this stop begins: at most one waits per poll.
+    if crate::runtime::context::take_records_waiting() {
+        shared.stats.run_waiting();
+    }
     // A caller taking part inline on a CPU it shares with other workers
     // counts as inside the stop until its worker's work has let the others
     // out (`settle`), and once more in the completion: the stop is recorded
@@ -308,10 +313,10 @@ where
     let recorded = ms.clone();
     done.on_complete(move || {
         if recorded.state() == State::Exit {
-            // Ended by the caller's own worker (inline, or the last one
-            // out), the record waits until the caller's poll returns: the
-            // caller was released at EXIT and need not wait for it.
-            crate::runtime::context::after_poll(move || {
+            // Inside a task's poll (the caller's, when its worker ends
+            // the stop inline), the record waits until the poll returns:
+            // the caller was released at EXIT and need not wait for it.
+            stats.clone().record_later(move || {
                 let ok = recorded.cancellation().is_none();
                 report::record_multi(&stats, &request, &recorded.timeline(), claimed_ids, ok);
                 stats.settled();
