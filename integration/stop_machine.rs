@@ -683,3 +683,87 @@ fn a_stop_functions_drop_may_read_the_statistics() {
         );
     });
 }
+
+/// A stop function whose captured value stops the world when dropped, in a
+/// task that stops twice within one poll: the drop runs when the first
+/// stop's record is made, before the second stop takes the stop lock, so
+/// nothing waits on a lock its own thread holds.
+#[test]
+fn a_stop_functions_drop_may_stop_the_world() {
+    struct StopsOnDrop(stop_machine::Handle, Arc<std::sync::Mutex<Option<bool>>>);
+    impl Drop for StopsOnDrop {
+        fn drop(&mut self) {
+            let stopped = self.0.stop_machine_blocking(|w| w, None).is_ok();
+            *self.1.lock().unwrap() = Some(stopped);
+        }
+    }
+    watchdog("drop_stops_the_world", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .stop_a_lot(0)
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        let dropped = Arc::new(std::sync::Mutex::new(None));
+        let (h2, d) = (h.clone(), dropped.clone());
+        let (first, second) = futures::executor::block_on(h.spawn_on(0, async move {
+            let guard = StopsOnDrop(h2.clone(), d);
+            let first = h2.stop_machine(move |w| (&guard, w + 1).1, None).await;
+            let second = h2.stop_machine(|w| w + 2, None).await;
+            (first, second)
+        }))
+        .unwrap();
+        assert_eq!((first, second), (Ok(1), Ok(2)));
+        assert_eq!(*dropped.lock().unwrap(), Some(true), "the drop's own stop");
+        assert_eq!(h.stats().kind(stop_machine::StopKind::Machine).count, 3);
+        // The runtime still stops.
+        assert_eq!(h.stop_machine_blocking(|w| w, None), Ok(0));
+    });
+}
+
+/// A stop function's captured value that panics when dropped, with its
+/// stop's record made after the caller's poll or by a reader of the
+/// statistics: the worker goes on, the reader gets its snapshot.
+#[test]
+fn a_stop_functions_panicking_drop_takes_nobody_down() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("PanicsOnDrop");
+        }
+    }
+    watchdog("drop_panics", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(1)
+            .pin(false)
+            .stop_a_lot(0)
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        for i in 1..=2u64 {
+            let (returned, told) = std::sync::mpsc::channel();
+            let (go_on, wait) = std::sync::mpsc::channel::<()>();
+            let h2 = h.clone();
+            let task = h.spawn_on(0, async move {
+                let guard = PanicsOnDrop;
+                let out = h2.stop_machine(move |w| (&guard, w + 5).1, None).await;
+                returned.send(out).unwrap();
+                if i == 2 {
+                    // The record waits for this poll: the reader makes it.
+                    wait.recv().unwrap();
+                }
+            });
+            assert_eq!(told.recv().unwrap(), Ok(5));
+            assert_eq!(h.stats().kind(stop_machine::StopKind::Machine).count, i);
+            // (Gone already when the task did not wait.)
+            let _ = go_on.send(());
+            futures::executor::block_on(task).unwrap();
+            // Worker 0 still runs tasks.
+            assert_eq!(
+                futures::executor::block_on(h.spawn_on(0, async { 42 })).unwrap(),
+                42
+            );
+        }
+    });
+}

@@ -177,7 +177,8 @@ impl WorkerLoop {
             local.in_poll.set(true);
             runnable.run();
             local.in_poll.set(false);
-            if local.records_waiting.replace(false) {
+            if local.records_waiting.get() {
+                local.records_waiting.set(false);
                 local.shared.stats.run_waiting();
             }
             polls += 1;

@@ -297,8 +297,10 @@ pub(crate) struct Recorder {
     waiting: Mutex<Vec<Record>>,
 }
 
-/// A stop's record, to make later.
-type Record = Box<dyn FnOnce() + Send>;
+/// A stop's record, to make later. It gets the recorder when it runs
+/// rather than holding it: a record left in the recorder's own list must
+/// not keep the recorder alive.
+type Record = Box<dyn FnOnce(&Recorder) + Send>;
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -324,23 +326,39 @@ impl Recorder {
     }
 
     /// Runs `record` now, or, inside a task's poll on a worker, once that
-    /// poll returns (or sooner, when a snapshot is taken).
-    pub(crate) fn record_later(&self, record: impl FnOnce() + Send + 'static) {
-        if !crate::runtime::context::defer_past_poll() {
-            return record();
+    /// poll returns (or sooner: when a snapshot is taken, or the task's
+    /// next stop begins).
+    pub(crate) fn record_later(&self, record: impl FnOnce(&Recorder) + Send + 'static) {
+        if crate::runtime::context::defer_past_poll() {
+            self.waiting.lock().push(Box::new(record));
+        } else {
+            self.run_caught(record);
         }
-        self.waiting.lock().push(Box::new(record));
     }
 
     /// Runs every record waiting, one at a time, so that a record whose
-    /// drops read the statistics finds the others still to run.
+    /// drops read the statistics finds the others still to run. Called
+    /// with no stop's lock held: a record drops its stop's function, whose
+    /// captured values may stop the world themselves.
     pub(crate) fn run_waiting(&self) {
         loop {
             let next = self.waiting.lock().pop();
             match next {
-                Some(record) => record(),
+                Some(record) => self.run_caught(record),
                 None => return,
             }
+        }
+    }
+
+    /// A record drops its stop's function: a captured value that panics
+    /// when dropped must not take down whoever made the record (a worker,
+    /// a snapshot's reader), as it does not take down a stop's worker.
+    fn run_caught(&self, record: impl FnOnce(&Recorder)) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| record(self))).is_err() {
+            tracing::error!(
+                "a value captured by a stop function panicked when dropped with its stop's record; \
+                 the statistics go on"
+            );
         }
     }
 

@@ -86,6 +86,7 @@ pub(crate) fn validate(shared: &Shared, mask: &WorkerMask) -> Result<(), StopErr
 /// past the deadline; [`StopError::Shutdown`]: the runtime began to shut
 /// down meanwhile.
 pub(crate) async fn lock(shared: &Shared, request: &Request) -> Result<StopGuard, StopError> {
+    run_records_waiting(shared);
     let locked = shared
         .watchdog
         .within(request.deadline, shared.stop_lock.lock())
@@ -138,6 +139,16 @@ where
     (queued, refused)
 }
 
+/// A task that stops again within the same poll makes the records its
+/// poll left (`Recorder::record_later`) before the next stop begins, and
+/// before any stop lock is taken: a record drops its stop's function, and
+/// a value it captured may stop the world itself.
+fn run_records_waiting(shared: &Shared) {
+    if crate::runtime::context::take_records_waiting() {
+        shared.stats.run_waiting();
+    }
+}
+
 /// Runs `f` through the multi-stop state machine on `plan.participants`.
 /// `guard` (the stop lock, when the caller holds it) and the claimed idle
 /// workers are released at EXIT (or when the stop is abandoned), even if
@@ -159,10 +170,9 @@ where
         active,
         claim_idle,
     } = plan;
-    // A task that stops again within the same poll makes its last stop's
-    // record here, before this stop begins: at most one waits per poll.
-    if crate::runtime::context::take_records_waiting() {
-        shared.stats.run_waiting();
+    // A caller that holds the stop lock made them before it took it.
+    if guard.is_none() {
+        run_records_waiting(shared);
     }
     // A caller taking part inline on a CPU it shares with other workers
     // counts as inside the stop until its worker's work has let the others
@@ -316,9 +326,9 @@ where
             // Inside a task's poll (the caller's, when its worker ends
             // the stop inline), the record waits until the poll returns:
             // the caller was released at EXIT and need not wait for it.
-            stats.clone().record_later(move || {
+            stats.record_later(move |stats| {
                 let ok = recorded.cancellation().is_none();
-                report::record_multi(&stats, &request, &recorded.timeline(), claimed_ids, ok);
+                report::record_multi(stats, &request, &recorded.timeline(), claimed_ids, ok);
                 stats.settled();
             });
         }
