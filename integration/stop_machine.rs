@@ -767,3 +767,54 @@ fn a_stop_functions_panicking_drop_takes_nobody_down() {
         }
     });
 }
+
+/// Stops that a worker serves at safepoints inside a poll that goes on
+/// leave their records waiting; each later stop makes them first, so the
+/// values their functions captured are freed while that poll still runs.
+#[test]
+fn records_left_inside_a_long_poll_do_not_pile_up() {
+    struct Token(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Token {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    watchdog("records_do_not_pile_up", || {
+        let rt = stop_machine::Runtime::builder()
+            .workers(2)
+            .pin(false)
+            .stop_a_lot(0)
+            .build()
+            .unwrap();
+        let h = rt.handle().clone();
+        let (started, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (s, r) = (started.clone(), release.clone());
+        let spinner = h.spawn_on(1, async move {
+            s.store(true, Ordering::SeqCst);
+            while !r.load(Ordering::SeqCst) {
+                stop_machine::safepoint();
+                std::hint::spin_loop();
+            }
+        });
+        while !started.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+        let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for i in 0..50 {
+            live.fetch_add(1, Ordering::SeqCst);
+            let token = Token(live.clone());
+            // Worker 1 alone takes part, and serves it inside its poll.
+            let out = futures::executor::block_on(h.stop_core(1, move |w| (&token, w + i).1));
+            assert_eq!(out, Ok(vec![(1, 1 + i)]));
+        }
+        let alive = live.load(Ordering::SeqCst);
+        release.store(true, Ordering::SeqCst);
+        futures::executor::block_on(spinner).unwrap();
+        assert!(
+            alive <= 2,
+            "{alive} of 50 stop functions still alive while the poll ran"
+        );
+        assert_eq!(h.stats().kind(stop_machine::StopKind::Core).count, 50);
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+    });
+}

@@ -138,11 +138,6 @@ pub(crate) fn defer_past_poll() -> bool {
     })
 }
 
-/// Takes this worker's note that records wait ([`defer_past_poll`]).
-pub(crate) fn take_records_waiting() -> bool {
-    with(|local| local.is_some_and(|l| l.records_waiting.replace(false)))
-}
-
 /// Calls `f` with the current worker, if this thread is one.
 ///
 /// The thread-local is only borrowed mutably by [`set`], at the start and

@@ -295,6 +295,17 @@ pub(crate) struct Recorder {
     inner: Mutex<Stats>,
     unsettled: AtomicUsize,
     waiting: Mutex<Vec<Record>>,
+    /// How many records wait: read without the lock by every stop's start.
+    waiting_len: AtomicUsize,
+}
+
+/// Marks a stop recorded when dropped ([`Recorder::settles`]).
+pub(crate) struct Settles<'a>(&'a Recorder);
+
+impl Drop for Settles<'_> {
+    fn drop(&mut self) {
+        self.0.settled();
+    }
 }
 
 /// A stop's record, to make later. It gets the recorder when it runs
@@ -322,7 +333,13 @@ impl Recorder {
             inner: Mutex::new(Recorder::empty(workers)),
             unsettled: AtomicUsize::new(0),
             waiting: Mutex::new(Vec::new()),
+            waiting_len: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether records wait to be made, as far as this thread has seen.
+    pub(crate) fn has_waiting(&self) -> bool {
+        self.waiting_len.load(Ordering::Relaxed) != 0
     }
 
     /// Runs `record` now, or, inside a task's poll on a worker, once that
@@ -330,7 +347,9 @@ impl Recorder {
     /// next stop begins).
     pub(crate) fn record_later(&self, record: impl FnOnce(&Recorder) + Send + 'static) {
         if crate::runtime::context::defer_past_poll() {
-            self.waiting.lock().push(Box::new(record));
+            let mut waiting = self.waiting.lock();
+            waiting.push(Box::new(record));
+            self.waiting_len.store(waiting.len(), Ordering::Relaxed);
         } else {
             self.run_caught(record);
         }
@@ -342,7 +361,12 @@ impl Recorder {
     /// captured values may stop the world themselves.
     pub(crate) fn run_waiting(&self) {
         loop {
-            let next = self.waiting.lock().pop();
+            let next = {
+                let mut waiting = self.waiting.lock();
+                let next = waiting.pop();
+                self.waiting_len.store(waiting.len(), Ordering::Relaxed);
+                next
+            };
             match next {
                 Some(record) => self.run_caught(record),
                 None => return,
@@ -370,6 +394,12 @@ impl Recorder {
     /// A stop counted by [`unsettled`](Self::unsettled) is recorded.
     pub(crate) fn settled(&self) {
         self.unsettled.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// [`settled`](Self::settled) when the guard drops, however the record
+    /// ends.
+    pub(crate) fn settles(&self) -> Settles<'_> {
+        Settles(self)
     }
 
     /// Waits (spinning, then yielding) until every stop that released its

@@ -139,12 +139,14 @@ where
     (queued, refused)
 }
 
-/// A task that stops again within the same poll makes the records its
-/// poll left (`Recorder::record_later`) before the next stop begins, and
-/// before any stop lock is taken: a record drops its stop's function, and
-/// a value it captured may stop the world itself.
+/// Every stop makes the records that polls left waiting
+/// (`Recorder::record_later`) before it begins, so that they stay few
+/// however long those polls last (a task that stops again within the
+/// same poll, a worker serving stops at safepoints in a CPU-bound loop);
+/// and before any stop lock is taken: a record drops its stop's function,
+/// and a value it captured may stop the world itself.
 fn run_records_waiting(shared: &Shared) {
-    if crate::runtime::context::take_records_waiting() {
+    if shared.stats.has_waiting() {
         shared.stats.run_waiting();
     }
 }
@@ -327,9 +329,11 @@ where
             // the stop inline), the record waits until the poll returns:
             // the caller was released at EXIT and need not wait for it.
             stats.record_later(move |stats| {
+                // Settled even if recording panics (a tracing subscriber,
+                // a metrics exporter): a snapshot must not wait for it.
+                let _settled = stats.settles();
                 let ok = recorded.cancellation().is_none();
                 report::record_multi(stats, &request, &recorded.timeline(), claimed_ids, ok);
-                stats.settled();
             });
         }
     });
