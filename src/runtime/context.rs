@@ -126,15 +126,35 @@ impl Drop for HoldGuard {
     }
 }
 
-/// Whether this thread is one of our workers polling one of its tasks;
-/// if so, notes that the poll leaves work for the scheduler to run once
-/// it returns ([`LocalWorker::records_waiting`]).
-pub(crate) fn defer_past_poll() -> bool {
+/// The poll this thread is in, as (worker, poll number), when it is one
+/// of `shared`'s workers polling one of its tasks.
+pub(crate) fn current_poll(shared: &Shared) -> Option<(usize, u64)> {
     with(|local| {
         local
-            .filter(|l| l.in_poll.get())
+            .filter(|l| l.in_poll.get() && std::ptr::eq(Arc::as_ptr(&l.shared), shared))
+            .map(|l| (l.worker.index, l.worker.poll_seq()))
+    })
+}
+
+/// Whether this thread is still in the poll `poll` ([`current_poll`]); if
+/// so, notes that the poll leaves records for the scheduler to make once
+/// it returns ([`LocalWorker::records_waiting`]).
+pub(crate) fn defer_past_poll(poll: (usize, u64)) -> bool {
+    with(|local| {
+        local
+            .filter(|l| l.in_poll.get() && (l.worker.index, l.worker.poll_seq()) == poll)
             .map(|l| l.records_waiting.set(true))
             .is_some()
+    })
+}
+
+/// Takes this thread's note that its poll left records, with its worker's
+/// index.
+pub(crate) fn take_records_waiting() -> Option<usize> {
+    with(|local| {
+        local
+            .filter(|l| l.records_waiting.replace(false))
+            .map(|l| l.worker.index)
     })
 }
 

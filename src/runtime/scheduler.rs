@@ -179,7 +179,7 @@ impl WorkerLoop {
             local.in_poll.set(false);
             if local.records_waiting.get() {
                 local.records_waiting.set(false);
-                local.shared.stats.run_waiting();
+                local.shared.stats.run_waiting_on(worker.index);
             }
             polls += 1;
             if let Some(every) = *every_n {

@@ -285,18 +285,18 @@ impl Measured {
 /// the stops between the two, and a snapshot waits for them, so that a
 /// caller reading the statistics after its stop returned finds it there.
 ///
-/// A record made inside a task's poll (the caller's worker took part
-/// inline, or a worker served the stop at a safepoint) waits in `waiting`
-/// instead of sitting between the stop's end and that task going on: the
-/// worker runs it once the poll returns, and a snapshot from any thread
-/// runs what waits before it looks, so no poll, however long, holds a
+/// A record that would be made inside its own caller's poll (the caller's
+/// worker took part inline and was the last one out) waits in that
+/// worker's list in `waiting` instead of sitting between the stop's end
+/// and the caller going on: the worker makes it once the poll returns, or
+/// before the next stop that poll calls; a snapshot from any thread makes
+/// every waiting record before it looks, so no poll, however long, holds a
 /// record back.
 pub(crate) struct Recorder {
     inner: Mutex<Stats>,
     unsettled: AtomicUsize,
-    waiting: Mutex<Vec<Record>>,
-    /// How many records wait: read without the lock by every stop's start.
-    waiting_len: AtomicUsize,
+    /// Per worker, the records its current poll left.
+    waiting: Box<[Mutex<Vec<Record>>]>,
 }
 
 /// Marks a stop recorded when dropped ([`Recorder::settles`]).
@@ -332,45 +332,41 @@ impl Recorder {
         Recorder {
             inner: Mutex::new(Recorder::empty(workers)),
             unsettled: AtomicUsize::new(0),
-            waiting: Mutex::new(Vec::new()),
-            waiting_len: AtomicUsize::new(0),
+            waiting: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
-    /// Whether records wait to be made, as far as this thread has seen.
-    pub(crate) fn has_waiting(&self) -> bool {
-        self.waiting_len.load(Ordering::Relaxed) != 0
-    }
-
-    /// Runs `record` now, or, inside a task's poll on a worker, once that
-    /// poll returns (or sooner: when a snapshot is taken, or the task's
-    /// next stop begins).
-    pub(crate) fn record_later(&self, record: impl FnOnce(&Recorder) + Send + 'static) {
-        if crate::runtime::context::defer_past_poll() {
-            let mut waiting = self.waiting.lock();
-            waiting.push(Box::new(record));
-            self.waiting_len.store(waiting.len(), Ordering::Relaxed);
-        } else {
-            self.run_caught(record);
+    /// Runs `record` now, or, when this thread is worker `poll.0` still in
+    /// the poll numbered `poll.1` (the stop's caller, when it took part
+    /// inline), once that poll returns: the caller need not wait for it.
+    pub(crate) fn record_later(
+        &self,
+        poll: Option<(usize, u64)>,
+        record: impl FnOnce(&Recorder) + Send + 'static,
+    ) {
+        match poll.filter(|p| crate::runtime::context::defer_past_poll(*p)) {
+            Some((worker, _)) => self.waiting[worker].lock().push(Box::new(record)),
+            None => self.run_caught(record),
         }
     }
 
-    /// Runs every record waiting, one at a time, so that a record whose
-    /// drops read the statistics finds the others still to run. Called
-    /// with no stop's lock held: a record drops its stop's function, whose
-    /// captured values may stop the world themselves.
-    pub(crate) fn run_waiting(&self) {
+    /// Makes the records waiting on `worker` (each worker's own, after its
+    /// poll or before the poll's next stop), one at a time.
+    pub(crate) fn run_waiting_on(&self, worker: usize) {
         loop {
-            let next = {
-                let mut waiting = self.waiting.lock();
-                let next = waiting.pop();
-                self.waiting_len.store(waiting.len(), Ordering::Relaxed);
-                next
-            };
+            let next = self.waiting.get(worker).and_then(|w| w.lock().pop());
             match next {
                 Some(record) => self.run_caught(record),
                 None => return,
             }
+        }
+    }
+
+    /// Makes every waiting record, one at a time, so that a record whose
+    /// drops read the statistics finds the others still listed.
+    fn run_all_waiting(&self) {
+        for worker in 0..self.waiting.len() {
+            self.run_waiting_on(worker);
         }
     }
 
@@ -410,7 +406,7 @@ impl Recorder {
         loop {
             // Records left inside a poll, including any left since the
             // last look: the snapshot makes them itself.
-            self.run_waiting();
+            self.run_all_waiting();
             if self.unsettled.load(Ordering::Acquire) == 0 || began.elapsed() >= SETTLE_FOR {
                 return;
             }

@@ -139,15 +139,14 @@ where
     (queued, refused)
 }
 
-/// Every stop makes the records that polls left waiting
-/// (`Recorder::record_later`) before it begins, so that they stay few
-/// however long those polls last (a task that stops again within the
-/// same poll, a worker serving stops at safepoints in a CPU-bound loop);
-/// and before any stop lock is taken: a record drops its stop's function,
-/// and a value it captured may stop the world itself.
+/// A poll that stops again makes the records its earlier stops left
+/// (`Recorder::record_later`) before the next one begins, so that they
+/// stay few however long the poll lasts; and before any stop lock is
+/// taken: a record drops its stop's function, and a value it captured may
+/// stop the world itself.
 fn run_records_waiting(shared: &Shared) {
-    if shared.stats.has_waiting() {
-        shared.stats.run_waiting();
+    if let Some(worker) = crate::runtime::context::take_records_waiting() {
+        shared.stats.run_waiting_on(worker);
     }
 }
 
@@ -182,6 +181,8 @@ where
     // once it, too, is out. Alone on its CPU, its worker leaves at EXIT like
     // any other, and the others (slower to see EXIT) record the stop off the
     // caller's way.
+    // Whose poll may make the record later: the caller's, if it is a task.
+    let caller_poll = crate::runtime::context::current_poll(shared);
     let caller = crate::runtime::context::current_worker_of(shared)
         .filter(|h| participants.contains(h.index) && !h.siblings.is_empty())
         .map(|h| h.index);
@@ -325,10 +326,10 @@ where
     let recorded = ms.clone();
     done.on_complete(move || {
         if recorded.state() == State::Exit {
-            // Inside a task's poll (the caller's, when its worker ends
-            // the stop inline), the record waits until the poll returns:
-            // the caller was released at EXIT and need not wait for it.
-            stats.record_later(move |stats| {
+            // Inside the caller's own poll (its worker ended the stop
+            // inline), the record waits until the poll returns: the
+            // caller was released at EXIT and need not wait for it.
+            stats.record_later(caller_poll, move |stats| {
                 // Settled even if recording panics (a tracing subscriber,
                 // a metrics exporter): a snapshot must not wait for it.
                 let _settled = stats.settles();
