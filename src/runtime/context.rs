@@ -126,23 +126,36 @@ impl Drop for HoldGuard {
     }
 }
 
-/// The poll this thread is in, as (worker, poll number), when it is one
-/// of `shared`'s workers polling one of its tasks.
-pub(crate) fn current_poll(shared: &Shared) -> Option<(usize, u64)> {
-    with(|local| {
-        local
-            .filter(|l| l.in_poll.get() && std::ptr::eq(Arc::as_ptr(&l.shared), shared))
-            .map(|l| (l.worker.index, l.worker.poll_seq()))
+/// One poll of one worker of one runtime: the runtime's address, the
+/// worker's index and its poll number (which never repeats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PollId {
+    runtime: usize,
+    pub(crate) worker: usize,
+    seq: u64,
+}
+
+fn poll_of(local: &LocalWorker) -> Option<PollId> {
+    local.in_poll.get().then(|| PollId {
+        runtime: Arc::as_ptr(&local.shared) as usize,
+        worker: local.worker.index,
+        seq: local.worker.poll_seq(),
     })
+}
+
+/// The poll this thread is in, when it is one of `shared`'s workers
+/// polling one of its tasks.
+pub(crate) fn current_poll(shared: &Shared) -> Option<PollId> {
+    with(|local| local.and_then(poll_of)).filter(|p| p.runtime == std::ptr::from_ref(shared) as usize)
 }
 
 /// Whether this thread is still in the poll `poll` ([`current_poll`]); if
 /// so, notes that the poll leaves records for the scheduler to make once
 /// it returns ([`LocalWorker::records_waiting`]).
-pub(crate) fn defer_past_poll(poll: (usize, u64)) -> bool {
+pub(crate) fn defer_past_poll(poll: PollId) -> bool {
     with(|local| {
         local
-            .filter(|l| l.in_poll.get() && (l.worker.index, l.worker.poll_seq()) == poll)
+            .filter(|l| poll_of(l) == Some(poll))
             .map(|l| l.records_waiting.set(true))
             .is_some()
     })

@@ -336,16 +336,16 @@ impl Recorder {
         }
     }
 
-    /// Runs `record` now, or, when this thread is worker `poll.0` still in
-    /// the poll numbered `poll.1` (the stop's caller, when it took part
-    /// inline), once that poll returns: the caller need not wait for it.
+    /// Runs `record` now, or, when this thread is still in the poll `poll`
+    /// (the stop's caller's, when its worker took part inline), once that
+    /// poll returns: the caller need not wait for it.
     pub(crate) fn record_later(
         &self,
-        poll: Option<(usize, u64)>,
+        poll: Option<crate::runtime::context::PollId>,
         record: impl FnOnce(&Recorder) + Send + 'static,
     ) {
         match poll.filter(|p| crate::runtime::context::defer_past_poll(*p)) {
-            Some((worker, _)) => self.waiting[worker].lock().push(Box::new(record)),
+            Some(poll) => self.waiting[poll.worker].lock().push(Box::new(record)),
             None => self.run_caught(record),
         }
     }
