@@ -543,12 +543,7 @@ fn the_statistics_hold_every_stop_that_has_returned() {
 #[test]
 fn stops_called_within_one_poll_are_all_recorded() {
     watchdog("stops_within_one_poll", || {
-        let rt = stop_machine::Runtime::builder()
-            .workers(2)
-            .pin(false)
-            .stop_a_lot(0)
-            .build()
-            .unwrap();
+        let rt = quiet_runtime(2);
         let h = rt.handle().clone();
         let (values, stats) = futures::executor::block_on(rt.handle().spawn_on(0, async move {
             let mut values = Vec::new();
@@ -575,34 +570,17 @@ fn stops_called_within_one_poll_are_all_recorded() {
 #[test]
 fn a_stop_served_inside_a_long_poll_is_in_its_callers_statistics() {
     watchdog("stop_served_in_long_poll", || {
-        let rt = stop_machine::Runtime::builder()
-            .workers(2)
-            .pin(false)
-            .stop_a_lot(0)
-            .build()
-            .unwrap();
+        let rt = quiet_runtime(2);
         let h = rt.handle().clone();
-        let (started, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let (s, r) = (started.clone(), release.clone());
-        let spinner = h.spawn_on(1, async move {
-            s.store(true, Ordering::SeqCst);
-            while !r.load(Ordering::SeqCst) {
-                stop_machine::safepoint();
-                std::hint::spin_loop();
-            }
-        });
+        let spinner = SafepointLoop::start(&h, 1);
         let h2 = h.clone();
         let (out, count) = futures::executor::block_on(h.spawn_on(0, async move {
-            while !started.load(Ordering::SeqCst) {
-                tokio::task::yield_now().await;
-            }
             // Worker 1 is the only participant, and serves it mid-poll.
             let out = h2.stop_core(1, |w| w * 10).await;
             (out, h2.stats().kind(stop_machine::StopKind::Core).count)
         }))
         .unwrap();
-        release.store(true, Ordering::SeqCst);
-        futures::executor::block_on(spinner).unwrap();
+        spinner.end();
         assert_eq!(out, Ok(vec![(1, 10)]));
         assert_eq!(
             count, 1,
@@ -617,12 +595,7 @@ fn a_stop_served_inside_a_long_poll_is_in_its_callers_statistics() {
 #[test]
 fn a_stop_whose_callers_poll_goes_on_is_in_everyones_statistics() {
     watchdog("callers_poll_goes_on", || {
-        let rt = stop_machine::Runtime::builder()
-            .workers(1)
-            .pin(false)
-            .stop_a_lot(0)
-            .build()
-            .unwrap();
+        let rt = quiet_runtime(1);
         let h = rt.handle().clone();
         for i in 1..=5u64 {
             let (returned, told) = std::sync::mpsc::channel();
@@ -659,12 +632,7 @@ fn a_stop_functions_drop_may_read_the_statistics() {
         }
     }
     watchdog("drop_reads_stats", || {
-        let rt = stop_machine::Runtime::builder()
-            .workers(1)
-            .pin(false)
-            .stop_a_lot(0)
-            .build()
-            .unwrap();
+        let rt = quiet_runtime(1);
         let h = rt.handle().clone();
         let seen = Arc::new(std::sync::Mutex::new(None));
         let (h2, s) = (h.clone(), seen.clone());
@@ -698,12 +666,7 @@ fn a_stop_functions_drop_may_stop_the_world() {
         }
     }
     watchdog("drop_stops_the_world", || {
-        let rt = stop_machine::Runtime::builder()
-            .workers(2)
-            .pin(false)
-            .stop_a_lot(0)
-            .build()
-            .unwrap();
+        let rt = quiet_runtime(2);
         let h = rt.handle().clone();
         let dropped = Arc::new(std::sync::Mutex::new(None));
         let (h2, d) = (h.clone(), dropped.clone());
@@ -734,12 +697,7 @@ fn a_stop_functions_panicking_drop_takes_nobody_down() {
         }
     }
     watchdog("drop_panics", || {
-        let rt = stop_machine::Runtime::builder()
-            .workers(1)
-            .pin(false)
-            .stop_a_lot(0)
-            .build()
-            .unwrap();
+        let rt = quiet_runtime(1);
         let h = rt.handle().clone();
         for i in 1..=2u64 {
             let (returned, told) = std::sync::mpsc::channel();
@@ -780,25 +738,9 @@ fn records_left_inside_a_long_poll_do_not_pile_up() {
         }
     }
     watchdog("records_do_not_pile_up", || {
-        let rt = stop_machine::Runtime::builder()
-            .workers(2)
-            .pin(false)
-            .stop_a_lot(0)
-            .build()
-            .unwrap();
+        let rt = quiet_runtime(2);
         let h = rt.handle().clone();
-        let (started, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let (s, r) = (started.clone(), release.clone());
-        let spinner = h.spawn_on(1, async move {
-            s.store(true, Ordering::SeqCst);
-            while !r.load(Ordering::SeqCst) {
-                stop_machine::safepoint();
-                std::hint::spin_loop();
-            }
-        });
-        while !started.load(Ordering::SeqCst) {
-            std::hint::spin_loop();
-        }
+        let spinner = SafepointLoop::start(&h, 1);
         let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for i in 0..50 {
             live.fetch_add(1, Ordering::SeqCst);
@@ -808,8 +750,7 @@ fn records_left_inside_a_long_poll_do_not_pile_up() {
             assert_eq!(out, Ok(vec![(1, 1 + i)]));
         }
         let alive = live.load(Ordering::SeqCst);
-        release.store(true, Ordering::SeqCst);
-        futures::executor::block_on(spinner).unwrap();
+        spinner.end();
         assert!(
             alive <= 2,
             "{alive} of 50 stop functions still alive while the poll ran"
@@ -817,4 +758,46 @@ fn records_left_inside_a_long_poll_do_not_pile_up() {
         assert_eq!(h.stats().kind(stop_machine::StopKind::Core).count, 50);
         assert_eq!(live.load(Ordering::SeqCst), 0);
     });
+}
+
+/// A runtime of `workers` unpinned workers that makes no stops of its own
+/// (CI sets `STOP_MACHINE_STOP_A_LOT`), for exact counts.
+fn quiet_runtime(workers: usize) -> stop_machine::Runtime {
+    stop_machine::Runtime::builder()
+        .workers(workers)
+        .pin(false)
+        .stop_a_lot(0)
+        .build()
+        .unwrap()
+}
+
+/// A task on one worker that loops on `safepoint()` in a single poll
+/// until [`end`](Self::end): its worker serves stops inside that poll.
+struct SafepointLoop {
+    release: Arc<AtomicBool>,
+    task: stop_machine::JoinHandle<()>,
+}
+
+impl SafepointLoop {
+    /// Starts the loop on `worker` and returns once it runs.
+    fn start(h: &Handle, worker: usize) -> SafepointLoop {
+        let (started, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (s, r) = (started.clone(), release.clone());
+        let task = h.spawn_on(worker, async move {
+            s.store(true, Ordering::SeqCst);
+            while !r.load(Ordering::SeqCst) {
+                stop_machine::safepoint();
+                std::hint::spin_loop();
+            }
+        });
+        while !started.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+        SafepointLoop { release, task }
+    }
+
+    fn end(self) {
+        self.release.store(true, Ordering::SeqCst);
+        futures::executor::block_on(self.task).unwrap();
+    }
 }

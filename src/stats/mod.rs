@@ -304,7 +304,7 @@ pub(crate) struct Settles<'a>(&'a Recorder);
 
 impl Drop for Settles<'_> {
     fn drop(&mut self) {
-        self.0.settled();
+        self.0.unsettled.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -387,13 +387,8 @@ impl Recorder {
         self.unsettled.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A stop counted by [`unsettled`](Self::unsettled) is recorded.
-    pub(crate) fn settled(&self) {
-        self.unsettled.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// [`settled`](Self::settled) when the guard drops, however the record
-    /// ends.
+    /// A stop counted by [`unsettled`](Self::unsettled) is recorded once
+    /// the guard drops, however its record ends.
     pub(crate) fn settles(&self) -> Settles<'_> {
         Settles(self)
     }

@@ -175,14 +175,14 @@ where
     if guard.is_none() {
         run_records_waiting(shared);
     }
+    // Whose poll may make the record later: the caller's, if it is a task.
+    let caller_poll = crate::runtime::context::current_poll(shared);
     // A caller taking part inline on a CPU it shares with other workers
     // counts as inside the stop until its worker's work has let the others
     // out (`settle`), and once more in the completion: the stop is recorded
     // once it, too, is out. Alone on its CPU, its worker leaves at EXIT like
     // any other, and the others (slower to see EXIT) record the stop off the
     // caller's way.
-    // Whose poll may make the record later: the caller's, if it is a task.
-    let caller_poll = crate::runtime::context::current_poll(shared);
     let caller = crate::runtime::context::current_worker_of(shared)
         .filter(|h| participants.contains(h.index) && !h.siblings.is_empty())
         .map(|h| h.index);
